@@ -1,0 +1,82 @@
+"""The exceptions durable raises on purpose.
+
+```
+DurableError             base for what durable raises on purpose (signals are not errors)
+├── ConfigurationError   bad task, flow or parameter definition: raised at definition time
+│   └── ParameterError   unknown, missing or malformed flow-run parameters
+├── FlowChangedError     resume refused: the flow's fingerprint differs from the run's
+├── RunNotFoundError     no flow run with that id (or prefix)
+├── SerializationError   a result cannot be (un)pickled: names the task run and the type
+└── StoreError           the database is unusable
+    └── SchemaTooNewError   written by a newer durable: refused, never modified
+```
+
+`ConfigurationError` also derives from `ValueError`, because Prefect 1 raised `ValueError` for
+the same mistakes and code written for it catches that.
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Base class for every error durable raises on purpose."""
+
+
+class ConfigurationError(DurableError, ValueError):
+    """A task, flow or parameter is defined in a way that cannot run."""
+
+
+class ParameterError(ConfigurationError):
+    """Flow-run parameters are unknown, missing or malformed; nothing was run."""
+
+
+class FlowChangedError(DurableError):
+    """A run cannot resume because its flow has changed shape."""
+
+    def __init__(self, *, run_id: str, flow_name: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} was started by another version of flow {flow_name!r} "
+            "(its tasks or edges differ); pass allow_flow_changes=True "
+            "(CLI: --allow-flow-changes) to resume it anyway, or start a new run"
+        )
+        self.run_id, self.flow_name = run_id, flow_name
+
+
+class RunNotFoundError(DurableError):
+    """No flow run matches the id given."""
+
+    def __init__(self, run_id: str, *, detail: str = "") -> None:
+        message = f"No flow run {run_id!r} in this database"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.run_id = run_id
+
+
+class SerializationError(DurableError):
+    """A task's result could not be serialized or deserialized."""
+
+    def __init__(
+        self, *, task_name: str, type_name: str, serializer: str, reason: str
+    ) -> None:
+        super().__init__(
+            f"Task {task_name!r} returned a {type_name} that the {serializer!r} "
+            f"serializer cannot store ({reason}); return a picklable value, "
+            "or set checkpoint=False on the task"
+        )
+        self.task_name, self.type_name = task_name, type_name
+        self.serializer, self.reason = serializer, reason
+
+
+class StoreError(DurableError):
+    """The database cannot be opened or used."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer durable; it is left untouched."""
+
+    def __init__(self, *, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"Database {path!r} has schema version {found}, but this durable "
+            f"supports up to {supported}; it was written by a newer durable. "
+            "Upgrade durable to use it (the file was not modified)"
+        )
+        self.path, self.found, self.supported = path, found, supported

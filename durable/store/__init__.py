@@ -1,0 +1,23 @@
+"""SQLite persistence: schema, migrations, the store API, and result serializers."""
+
+from __future__ import annotations
+
+from durable.store.connection import default_db_path, resolve_db_path
+from durable.store.repository import NewTaskRun, Store, Transition
+from durable.store.serializers import (
+    JSONSerializer,
+    PickleSerializer,
+    Serializer,
+    resolve_serializer,
+)
+
+__all__ = [
+    "JSONSerializer",
+    "NewTaskRun",
+    "PickleSerializer",
+    "Serializer",
+    "Store",
+    "Transition",
+    "default_db_path",
+    "resolve_db_path",
+]

@@ -1,0 +1,67 @@
+"""Plain records the store returns; database rows never leave `durable.store`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunRecord:
+    """One flow run as stored."""
+
+    id: str
+    flow_name: str
+    flow_version: int
+    fingerprint: str
+    source_path: str | None
+    state: str
+    state_message: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunRecord:
+    """One task run as stored (its latest state; history lives in StateRecord)."""
+
+    id: str
+    flow_run_id: str
+    task_slug: str
+    task_name: str
+    map_index: int
+    state: str
+    state_message: str | None
+    attempts: int
+    has_result: bool
+    started_at: float | None
+    ended_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """One transition in a run's history."""
+
+    id: int
+    flow_run_id: str
+    task_run_id: str | None
+    name: str
+    message: str | None
+    timestamp: float
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log line written during a run."""
+
+    id: int
+    flow_run_id: str | None
+    task_run_id: str | None
+    timestamp: float
+    level: int
+    logger: str
+    message: str

@@ -1,0 +1,380 @@
+"""The store: every read and write of durable's database, as named operations.
+
+Writes from a running flow go through the checkpoint writer (queued, group-committed, in
+order); reads go through an aiosqlite connection so the TUI and CLI never block their loop.
+The store knows nothing of the engine: it takes and returns plain values and records.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from durable.errors import RunNotFoundError, StoreError
+from durable.store.connection import (
+    Durability,
+    check_existing,
+    connect_reader,
+    connect_writer,
+    ensure_file,
+    migrate,
+    resolve_db_path,
+)
+from durable.store.records import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from durable.store.serializers import SERIALIZERS
+from durable.store.writer import CheckpointWriter, LogRow
+
+FLOW_RUN_COLUMNS = (
+    "r.id, r.flow_name, f.version, r.fingerprint, r.source_path, r.state, "
+    "r.state_message, r.created_at, r.started_at, r.ended_at, r.updated_at"
+)
+TASK_RUN_COLUMNS = (
+    "id, flow_run_id, task_slug, task_name, map_index, state, state_message, attempts, "
+    "has_result, started_at, ended_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change to record: the state's name, message, time and details."""
+
+    name: str
+    message: str | None
+    timestamp: float
+    details: dict[str, Any] | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewTaskRun:
+    """A task run to create, Pending, when its flow run starts."""
+
+    id: str
+    slug: str
+    name: str
+    map_index: int = -1
+
+
+def _details_json(details: dict[str, Any] | None) -> str | None:
+    return json.dumps(details) if details else None
+
+
+class Store:
+    """One durable database: a writer thread for checkpoints, a reader for queries."""
+
+    def __init__(
+        self, path: Path, reader: aiosqlite.Connection, writer: CheckpointWriter | None
+    ) -> None:
+        self.path = path
+        """Where the database file is."""
+        self._reader = reader
+        self._writer = writer
+        self._sync_reader: sqlite3.Connection | None = None
+        self._sync_lock = threading.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        db: str | Path | None = None,
+        *,
+        durability: Durability = "full",
+        readonly: bool = False,
+        max_pending: int = 256,
+    ) -> Store:
+        """Open (creating and migrating if needed) the database at `db` or the default.
+
+        A database written by a newer durable is refused before anything touches it.
+        """
+        path = resolve_db_path(db)
+        check_existing(path)
+        writer = None
+        if readonly:
+            if not path.exists():
+                raise StoreError(
+                    f"No database at {str(path)!r}; run a flow first, or pass --db"
+                )
+        else:
+            ensure_file(path)
+            conn = connect_writer(path, durability)
+            migrate(conn, path)
+            writer = CheckpointWriter(conn, max_pending=max_pending)
+        try:
+            reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+            await reader.execute("PRAGMA busy_timeout=30000")
+            await reader.execute("PRAGMA query_only=ON")
+        except sqlite3.DatabaseError as exc:
+            if writer is not None:
+                writer.close()
+            raise StoreError(f"Cannot open database {str(path)!r}: {exc}") from exc
+        return cls(path, reader, writer)
+
+    async def close(self) -> None:
+        """Commit what is queued and close every connection."""
+        try:
+            if self._writer is not None:
+                await self._writer.flush()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            await self._reader.close()
+            if self._sync_reader is not None:
+                self._sync_reader.close()
+
+    @property
+    def writer(self) -> CheckpointWriter:
+        """The checkpoint writer (a store opened read-only has none)."""
+        if self._writer is None:
+            raise StoreError(f"Database {str(self.path)!r} was opened read-only")
+        return self._writer
+
+    async def flush(self) -> None:
+        """Wait until every queued write is committed."""
+        await self.writer.flush()
+
+    async def throttle(self) -> None:
+        """Wait while too many writes are in flight."""
+        await self.writer.throttle()
+
+    def add_log(self, row: LogRow) -> None:
+        """Queue a log line for the next commit."""
+        self.writer.add_log(row)
+
+    # Writes ----------------------------------------------------------------------------
+    def create_flow_run(
+        self,
+        *,
+        run_id: str,
+        flow_name: str,
+        fingerprint: str,
+        source_path: str | None,
+        parameters: bytes,
+        parameters_serializer: str,
+        transition: Transition,
+        task_runs: Sequence[NewTaskRun],
+    ) -> None:
+        """Queue a new flow run, its flow version and its Pending task runs."""
+        now = transition.timestamp
+
+        def write(conn: sqlite3.Connection) -> None:
+            flow_id = _flow_version(conn, flow_name, fingerprint, source_path, now)
+            conn.execute(
+                "INSERT INTO flow_runs (id, flow_id, flow_name, fingerprint, source_path,"
+                " state, state_message, parameters, parameters_serializer, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, flow_id, flow_name, fingerprint, source_path, transition.name,
+                 transition.message, parameters, parameters_serializer, now, now),
+            )  # fmt: skip
+            _append_state(conn, run_id, None, transition)
+            _insert_task_runs(conn, run_id, task_runs, now)
+
+        self.writer.submit(write)
+
+    def add_task_runs(self, run_id: str, task_runs: Sequence[NewTaskRun], now: float) -> None:
+        """Queue Pending task runs for tasks that a resumed flow has gained."""
+        self.writer.submit(lambda conn: _insert_task_runs(conn, run_id, task_runs, now))
+
+    def record_flow_run_state(self, run_id: str, transition: Transition) -> None:
+        """Queue a flow run's state change."""
+        t = transition
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE flow_runs SET state = ?, state_message = ?, updated_at = ?,"
+                " started_at = CASE WHEN ? = 'Running' THEN COALESCE(started_at, ?)"
+                " ELSE started_at END, ended_at = CASE WHEN ? THEN ? ELSE NULL END"
+                " WHERE id = ?",
+                (t.name, t.message, t.timestamp, t.name, t.timestamp, t.finished,
+                 t.timestamp, run_id),
+            )  # fmt: skip
+            _append_state(conn, run_id, None, t)
+
+        self.writer.submit(write)
+
+    def record_task_state(
+        self,
+        run_id: str,
+        task_run_id: str,
+        transition: Transition,
+        *,
+        attempts: int,
+        result: tuple[str, bytes] | None = None,
+    ) -> None:
+        """Queue a task run's state change, with its result in the same transaction.
+
+        A task is never finished without its result: both commit together.
+        """
+        t = transition
+        running = t.name == "Running"
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE task_runs SET state = ?, state_message = ?, attempts = ?,"
+                " updated_at = ?, has_result = ?,"
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " ended_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+                (t.name, t.message, attempts, t.timestamp, result is not None, running,
+                 t.timestamp, t.finished, t.timestamp, task_run_id),
+            )  # fmt: skip
+            _append_state(conn, run_id, task_run_id, t)
+            if result is not None:
+                conn.execute(
+                    "INSERT INTO results (task_run_id, serializer, value, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (task_run_id) DO UPDATE SET"
+                    " serializer = excluded.serializer, value = excluded.value,"
+                    " created_at = excluded.created_at",
+                    (task_run_id, result[0], result[1], t.timestamp),
+                )
+
+        self.writer.submit(write)
+
+    # Reads -----------------------------------------------------------------------------
+    async def find_flow_run(self, run_id: str) -> FlowRunRecord | None:
+        """Return the flow run with exactly this id, or None."""
+        rows = await self._fetch(
+            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+            " WHERE r.id = ?",
+            (run_id,),
+        )
+        return FlowRunRecord(*rows[0]) if rows else None
+
+    async def get_flow_run(self, run_id: str) -> FlowRunRecord:
+        """Return the flow run with this id, or the only one whose id starts with it."""
+        rows = await self._fetch(
+            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+            " WHERE r.id >= ? AND r.id < ? ORDER BY r.id = ? DESC LIMIT 2",
+            (run_id, run_id + "\uffff", run_id),
+        )
+        if not rows or not rows[0][0].startswith(run_id):
+            raise RunNotFoundError(run_id)
+        if rows[0][0] != run_id and len(rows) > 1:
+            raise RunNotFoundError(run_id, detail="that prefix matches several runs")
+        return FlowRunRecord(*rows[0])
+
+    async def list_flow_runs(
+        self, *, flow_name: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[FlowRunRecord]:
+        """Return the newest flow runs first, optionally of one flow or in one state."""
+        clauses, args = [], list[Any]()
+        if flow_name is not None:
+            clauses.append("r.flow_name = ?")
+            args.append(flow_name)
+        if state is not None:
+            clauses.append("r.state = ?")
+            args.append(state)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+            f" {where} ORDER BY r.created_at DESC, r.id LIMIT ?",
+            (*args, limit),
+        )
+        return [FlowRunRecord(*row) for row in rows]
+
+    async def list_task_runs(self, run_id: str) -> list[TaskRunRecord]:
+        """Return a flow run's task runs, in the order they were created."""
+        rows = await self._fetch(
+            f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE flow_run_id = ? ORDER BY rowid",
+            (run_id,),
+        )
+        return [
+            TaskRunRecord(*row[:8], bool(row[8]), *row[9:])  # type: ignore[arg-type]
+            for row in rows
+        ]
+
+    async def list_states(self, run_id: str) -> list[StateRecord]:
+        """Return every transition of a flow run and its task runs, oldest first."""
+        rows = await self._fetch(
+            "SELECT id, flow_run_id, task_run_id, name, message, timestamp, details"
+            " FROM states WHERE flow_run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [
+            StateRecord(*row[:6], json.loads(row[6]) if row[6] else None) for row in rows
+        ]
+
+    async def list_logs(
+        self, run_id: str, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[LogRecord]:
+        """Return a flow run's log lines with ids above `after_id`, oldest first."""
+        rows = await self._fetch(
+            "SELECT id, flow_run_id, task_run_id, timestamp, level, logger, message"
+            " FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (run_id, after_id, limit),
+        )
+        return [LogRecord(*row) for row in rows]
+
+    async def load_parameters(self, run_id: str) -> dict[str, Any]:
+        """Return the parameters a flow run was started with."""
+        rows = await self._fetch(
+            "SELECT parameters, parameters_serializer FROM flow_runs WHERE id = ?",
+            (run_id,),
+        )
+        if not rows:
+            raise RunNotFoundError(run_id)
+        value: dict[str, Any] = SERIALIZERS[rows[0][1]].loads(rows[0][0])
+        return value
+
+    def load_result(self, task_run_id: str) -> Any:
+        """Read and deserialize a task run's stored result (synchronous, any thread)."""
+        with self._sync_lock:
+            if self._sync_reader is None:
+                self._sync_reader = connect_reader(self.path)
+            row = self._sync_reader.execute(
+                "SELECT serializer, value FROM results WHERE task_run_id = ?",
+                (task_run_id,),
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"Task run {task_run_id!r} has no stored result")
+        return SERIALIZERS[row[0]].loads(row[1])
+
+    async def _fetch(self, sql: str, args: Iterable[Any]) -> list[Any]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, tuple(args)))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
+
+
+def _flow_version(
+    conn: sqlite3.Connection, name: str, fingerprint: str, source: str | None, now: float
+) -> int:
+    # A flow gets a new version whenever its structure changes.
+    row = conn.execute(
+        "SELECT id, version, fingerprint FROM flows WHERE name = ?"
+        " ORDER BY version DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    if row is not None and row[2] == fingerprint:
+        return int(row[0])
+    version = 1 if row is None else row[1] + 1
+    cursor = conn.execute(
+        "INSERT INTO flows (name, version, fingerprint, source_path, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (name, version, fingerprint, source, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _append_state(
+    conn: sqlite3.Connection, run_id: str, task_run_id: str | None, t: Transition
+) -> None:
+    conn.execute(
+        "INSERT INTO states (flow_run_id, task_run_id, name, message, timestamp, details)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (run_id, task_run_id, t.name, t.message, t.timestamp, _details_json(t.details)),
+    )
+
+
+def _insert_task_runs(
+    conn: sqlite3.Connection, run_id: str, task_runs: Sequence[NewTaskRun], now: float
+) -> None:
+    conn.executemany(
+        "INSERT INTO task_runs (id, flow_run_id, task_slug, task_name, map_index, state,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, 'Pending', ?)",
+        [(t.id, run_id, t.slug, t.name, t.map_index, now) for t in task_runs],
+    )

@@ -1,0 +1,96 @@
+"""The database schema: DDL for each version, applied in order and tracked by user_version.
+
+Append a migration to `MIGRATIONS` to change the schema; never edit one that has shipped.
+Timestamps are REAL Unix seconds (UTC). Task runs are keyed by (flow_run_id, task_slug,
+map_index), with map_index -1 for a task that is not a mapped child.
+"""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x44555241  # "DURA": marks the file as a durable database
+"""Stored in `PRAGMA application_id` so that a foreign SQLite file is recognised."""
+
+V1 = """
+CREATE TABLE flows (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    source_path  TEXT,
+    created_at   REAL NOT NULL,
+    UNIQUE (name, version)
+);
+
+CREATE TABLE flow_runs (
+    id                    TEXT PRIMARY KEY,
+    flow_id               INTEGER NOT NULL REFERENCES flows (id),
+    flow_name             TEXT NOT NULL,
+    fingerprint           TEXT NOT NULL,
+    source_path           TEXT,
+    state                 TEXT NOT NULL,
+    state_message         TEXT,
+    parameters            BLOB,
+    parameters_serializer TEXT NOT NULL,
+    created_at            REAL NOT NULL,
+    started_at            REAL,
+    ended_at              REAL,
+    updated_at            REAL NOT NULL
+);
+CREATE INDEX flow_runs_by_created ON flow_runs (created_at);
+CREATE INDEX flow_runs_by_flow ON flow_runs (flow_name, created_at);
+CREATE INDEX flow_runs_by_state ON flow_runs (state, created_at);
+
+CREATE TABLE task_runs (
+    id            TEXT PRIMARY KEY,
+    flow_run_id   TEXT NOT NULL REFERENCES flow_runs (id) ON DELETE CASCADE,
+    task_slug     TEXT NOT NULL,
+    task_name     TEXT NOT NULL,
+    map_index     INTEGER NOT NULL DEFAULT -1,
+    state         TEXT NOT NULL,
+    state_message TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    has_result    INTEGER NOT NULL DEFAULT 0,
+    started_at    REAL,
+    ended_at      REAL,
+    updated_at    REAL NOT NULL,
+    UNIQUE (flow_run_id, task_slug, map_index)
+);
+
+-- Append-only: one row per transition of a flow run (task_run_id NULL) or task run.
+CREATE TABLE states (
+    id           INTEGER PRIMARY KEY,
+    flow_run_id  TEXT NOT NULL REFERENCES flow_runs (id) ON DELETE CASCADE,
+    task_run_id  TEXT REFERENCES task_runs (id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    message      TEXT,
+    timestamp    REAL NOT NULL,
+    details      TEXT
+);
+CREATE INDEX states_by_flow_run ON states (flow_run_id, id);
+CREATE INDEX states_by_task_run ON states (task_run_id, id);
+
+-- The value of a task run's terminal state: a Success's return value, a Failed's exception.
+CREATE TABLE results (
+    task_run_id  TEXT PRIMARY KEY REFERENCES task_runs (id) ON DELETE CASCADE,
+    serializer   TEXT NOT NULL,
+    value        BLOB NOT NULL,
+    created_at   REAL NOT NULL
+);
+
+CREATE TABLE logs (
+    id           INTEGER PRIMARY KEY,
+    flow_run_id  TEXT,
+    task_run_id  TEXT,
+    timestamp    REAL NOT NULL,
+    level        INTEGER NOT NULL,
+    logger       TEXT NOT NULL,
+    message      TEXT NOT NULL
+);
+CREATE INDEX logs_by_flow_run ON logs (flow_run_id, id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1,)
+"""Migration i (0-based) takes the schema from version i to version i + 1."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this durable writes."""

@@ -1,0 +1,148 @@
+"""The checkpoint writer: one thread that owns the writer connection and group-commits.
+
+The engine queues write operations without waiting; the thread takes everything queued so
+far and commits it in one `BEGIN IMMEDIATE` transaction, in queue order. Commits are
+therefore ordered (an upstream's checkpoint is never durable after its downstream's) and a
+fast chain of tasks pays for one fsync per batch, not per task. The engine waits only when
+too much is in flight (`throttle`) and when it needs durability (`flush`).
+
+The thread never calls into the event loop: waiting goes through one `anyio.to_thread` hop,
+so a task body that holds the loop cannot stall commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+
+from durable.errors import StoreError
+from durable.store.connection import transaction
+
+logger = logging.getLogger(__name__)
+
+Operation = Callable[[sqlite3.Connection], None]
+"""One write: statements to run inside the batch's transaction (no user code)."""
+
+LogRow = tuple[str | None, str | None, float, int, str, str]
+"""(flow_run_id, task_run_id, timestamp, level, logger, message)"""
+
+INSERT_LOG = (
+    "INSERT INTO logs (flow_run_id, task_run_id, timestamp, level, logger, message)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+class CheckpointWriter:
+    """Commits queued operations in order, in batches, on a thread of its own."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        max_pending: int = 256,
+        log_interval: float = 0.25,
+    ) -> None:
+        self._conn = conn
+        self._max_pending = max_pending
+        self._log_interval = log_interval
+        self._queue: list[Operation] = []
+        self._logs: deque[LogRow] = deque()
+        self._cond = threading.Condition()
+        self._submitted = 0
+        self._committed = 0
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._loop, name="durable-checkpoint-writer", daemon=True
+        )
+        self._thread.start()
+
+    # Called from the engine's thread -------------------------------------------------
+    def submit(self, operation: Operation) -> int:
+        """Queue one write; return its sequence number. Never blocks on the database."""
+        with self._cond:
+            self._raise_if_failed()
+            self._queue.append(operation)
+            self._submitted += 1
+            self._cond.notify()
+            return self._submitted
+
+    def add_log(self, row: LogRow) -> None:
+        """Queue one log row for the next batch (any thread; never blocks)."""
+        self._logs.append(row)
+
+    @property
+    def pending(self) -> int:
+        """How many queued writes are not committed yet."""
+        return self._submitted - self._committed
+
+    async def throttle(self) -> None:
+        """Wait while too many writes are in flight (bounds the work a crash can lose)."""
+        if self._submitted - self._committed > self._max_pending:
+            target = self._submitted - self._max_pending // 2
+            await anyio.to_thread.run_sync(self.wait, target)
+        elif self._error is not None:
+            self._raise_if_failed()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        if self._committed < self._submitted or self._error is not None:
+            await anyio.to_thread.run_sync(self.wait, self._submitted)
+
+    def wait(self, seq: int) -> None:
+        """Block until write `seq` is committed; raise StoreError if writing failed."""
+        with self._cond:
+            while self._committed < seq and self._error is None:
+                self._cond.wait()
+            self._raise_if_failed()
+
+    def close(self) -> None:
+        """Commit what is queued (logs included), then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise StoreError(f"Writing to the database failed: {self._error}") from (
+                self._error
+            )
+
+    # The writer thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._stopping:
+                    self._cond.wait(self._log_interval)
+                batch, self._queue = self._queue, []
+                last = self._committed + len(batch)
+                stopping = self._stopping
+            logs = [self._logs.popleft() for _ in range(len(self._logs))]
+            if batch or logs:
+                try:
+                    transaction(self._conn, lambda c: self._write(c, batch, logs))
+                except BaseException as exc:  # noqa: BLE001 (reported to every waiter)
+                    logger.error("checkpoint write failed: %s", exc)
+                    with self._cond:
+                        self._error = exc
+                        self._cond.notify_all()
+                    return
+                with self._cond:
+                    self._committed = last
+                    self._cond.notify_all()
+            if stopping and not self._queue:
+                return
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, batch: list[Operation], logs: list[Any]) -> None:
+        for operation in batch:
+            operation(conn)
+        if logs:
+            conn.executemany(INSERT_LOG, logs)

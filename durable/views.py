@@ -1,0 +1,131 @@
+"""How the CLI shows runs, task runs, history and logs in a terminal.
+
+Everything read from the database is shown as plain text: control characters are replaced
+and nothing is read as markup, so a hostile task name cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from durable.store.records import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+STYLES = {"Success": "green", "Failed": "red", "TimedOut": "red", "TriggerFailed": "red",
+          "Running": "yellow", "Retrying": "yellow", "Skipped": "dim"}  # fmt: skip
+
+
+def plain(value: Any) -> Text:
+    """Return text safe to print: no control characters, no markup."""
+    return Text(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value)))
+
+
+def when(seconds: float | None) -> str:
+    """Format a stored time in the viewer's local time zone."""
+    if seconds is None:
+        return "-"
+    return pendulum.from_timestamp(seconds, tz=pendulum.local_timezone()).format(
+        "YYYY-MM-DD HH:mm:ss"
+    )
+
+
+def took(start: float | None, end: float | None) -> str:
+    """Format the time between two stored instants."""
+    if start is None or end is None:
+        return "-"
+    span = end - start
+    return f"{span * 1000:.1f}ms" if span < 1 else f"{span:.2f}s"
+
+
+def state_text(name: str) -> Text:
+    """A state name, coloured when the terminal supports it."""
+    return Text(name, style=STYLES.get(name, ""))
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def print_runs(runs: Sequence[FlowRunRecord]) -> None:
+    """Print a table of flow runs."""
+    if not runs:
+        _console().print("No flow runs yet.")
+        return
+    table = Table("Run", "Flow", "State", "Started", "Duration", box=None)
+    for run in runs:
+        table.add_row(
+            plain(run.id), plain(f"{run.flow_name} v{run.flow_version}"),
+            state_text(run.state), when(run.started_at or run.created_at),
+            took(run.started_at, run.ended_at),
+        )  # fmt: skip
+    _console().print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetail:
+    """Everything `durable show` prints about one run."""
+
+    run: FlowRunRecord
+    parameters: dict[str, Any]
+    task_runs: list[TaskRunRecord]
+    history: list[StateRecord]
+
+
+def print_run(detail: RunDetail) -> None:
+    """Print a run's header, its task runs and its state history."""
+    run, console = detail.run, _console()
+    console.print(Text.assemble(
+        ("Flow run ", "bold"), plain(run.id), "  flow ", plain(run.flow_name),
+        f" v{run.flow_version}  ", state_text(run.state), "  ", plain(run.state_message),
+    ))  # fmt: skip
+    console.print(Text.assemble(
+        "Started ", when(run.started_at), "  ended ", when(run.ended_at),
+        "  duration ", took(run.started_at, run.ended_at),
+    ))  # fmt: skip
+    console.print(Text("Parameters ").append(plain(_dump(detail.parameters))))
+    table = Table("Task run", "State", "Attempts", "Duration", "Message", box=None)
+    for t in detail.task_runs:
+        slug = t.task_slug if t.map_index < 0 else f"{t.task_slug}[{t.map_index}]"
+        table.add_row(plain(slug), state_text(t.state), str(t.attempts),
+                      took(t.started_at, t.ended_at), plain(t.state_message))  # fmt: skip
+    console.print(table)
+    if detail.history:
+        slugs = {t.id: t.task_slug for t in detail.task_runs}
+        history = Table("Time", "Of", "State", "Message", box=None, title="State history",
+                        title_justify="left")  # fmt: skip
+        for s in detail.history:
+            owner = "flow run" if s.task_run_id is None else slugs.get(s.task_run_id, "?")
+            history.add_row(f"{when(s.timestamp)}.{int(s.timestamp * 1000) % 1000:03d}",
+                            plain(owner), state_text(s.name), plain(s.message))  # fmt: skip
+        console.print(history)
+
+
+def print_logs(logs: Sequence[LogRecord], task_slugs: dict[str, str]) -> None:
+    """Print log lines with their time, level, task run and logger."""
+    console = _console()
+    if not logs:
+        console.print("No log lines for this run.")
+    for log in logs:
+        of = task_slugs.get(log.task_run_id or "", "flow run")
+        level = _LEVELS.get(log.level, str(log.level))
+        console.print(Text.assemble(
+            f"[{when(log.timestamp)}] {level} - ", plain(of), " - ", plain(log.logger),
+            " | ", plain(log.message),
+        ))  # fmt: skip
+
+
+def _dump(value: Any) -> str:
+    try:
+        return json.dumps(value, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)

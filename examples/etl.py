@@ -1,0 +1,101 @@
+"""An ETL flow: extract orders, fetch exchange rates (flaky: retried), transform, load.
+
+Run it:      durable run examples/etl.py --param n_orders=200
+Kill it (Ctrl-C or kill -9) mid-way, then:   durable resume RUN_ID
+Finished tasks are not run again; their results are read back from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from durable import Flow, Parameter, context, task
+
+STEP_SECONDS = float(os.environ.get("ETL_STEP_SECONDS", "0.6"))
+"""How long each step pretends to work (the demo needs time to interrupt it)."""
+
+
+def work(what: str) -> None:
+    """Pretend to do `what` for a moment."""
+    context.logger.info("%s...", what)
+    time.sleep(STEP_SECONDS)
+
+
+@task
+def extract(n_orders: int, seed: int) -> list[dict[str, object]]:
+    """Read orders from the source system."""
+    work(f"Extracting {n_orders} orders")
+    rng = random.Random(seed)
+    currencies = ["EUR", "GBP", "JPY"]
+    return [
+        {"id": i, "amount": round(rng.uniform(5, 500), 2), "currency": rng.choice(currencies)}
+        for i in range(n_orders)
+    ]
+
+
+@task(max_retries=2, retry_delay=timedelta(seconds=0.5))
+def fetch_rates(base: str) -> dict[str, float]:
+    """Fetch exchange rates; the service times out on the first attempt of every run."""
+    work(f"Fetching {base} exchange rates")
+    if context.attempt == 1:
+        raise TimeoutError("rates service did not answer in time")
+    return {"EUR": 1.0, "GBP": 1.17, "JPY": 0.0062, base: 1.0}
+
+
+@task
+def transform(orders: list[dict[str, object]], rates: dict[str, float]) -> list[dict[str, object]]:
+    """Convert every order to the base currency."""
+    work("Converting amounts")
+    return [
+        {**o, "amount_base": round(float(str(o["amount"])) * rates[str(o["currency"])], 2)}
+        for o in orders
+    ]
+
+
+@task
+def validate(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Refuse negative amounts."""
+    work("Validating rows")
+    bad = [r["id"] for r in rows if float(str(r["amount_base"])) < 0]
+    if bad:
+        raise ValueError(f"orders with negative amounts: {bad}")
+    return rows
+
+
+@task
+def load(rows: list[dict[str, object]], target: str) -> str:
+    """Write the rows atomically (a re-run replaces the file: the load is idempotent)."""
+    work(f"Loading {len(rows)} rows")
+    path = Path(target).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as out:
+        json.dump({"task_run_id": context.task_run_id, "rows": rows}, out)
+    os.replace(out.name, path)
+    return str(path)
+
+
+@task(log_stdout=True)
+def report(rows: list[dict[str, object]], where: str) -> float:
+    """Print a summary."""
+    total = round(sum(float(str(r["amount_base"])) for r in rows), 2)
+    print(f"Loaded {len(rows)} orders worth {total} into {where}")
+    return total
+
+
+with Flow("etl") as flow:
+    n_orders = Parameter("n_orders", default=100)
+    base = Parameter("base", default="EUR")
+    target = Parameter("target", default="~/.durable/etl-output.json")
+    orders = extract(n_orders, seed=7)
+    rows = validate(transform(orders, fetch_rates(base)))
+    report(rows, load(rows, target))
+
+
+if __name__ == "__main__":
+    flow.run()
