@@ -140,16 +140,28 @@ def _run_flow(settings: Settings, flow: Flow, **options: Any) -> Any:
 
 @cli.command()
 @click.argument("target", metavar="FILE[:FLOW]")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
-              help="A parameter; VALUE is read as JSON when it parses. Repeatable.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter; VALUE is read as JSON when it parses. Repeatable.",
+)
 @click.option("--run-id", help="Id for the new run (default: generated).")
-@click.option("--durability", type=click.Choice(["full", "normal"]), default=None,
-              help="fsync level: full (default) survives power loss; normal is faster.")
+@click.option(
+    "--durability",
+    type=click.Choice(["full", "normal"]),
+    default=None,
+    help="fsync level: full (default) survives power loss; normal is faster.",
+)
 @pass_settings
 def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | None,
         durability: Durability | None) -> None:  # fmt: skip
     """Run a flow from a Python file."""
-    path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
+    path, _, name = (
+        target.partition(":") if not os.path.exists(target) else (target, "", "")
+    )
     flow = load_flow(path, name or None)
     from durable.engine.flow_runner import new_run_id
 
@@ -170,8 +182,11 @@ def _env_durability() -> Durability:
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--file", "file", metavar="PATH", help="The flow's file, if it moved.")
-@click.option("--allow-flow-changes", is_flag=True,
-              help="Resume even though the flow's tasks or edges changed.")
+@click.option(
+    "--allow-flow-changes",
+    is_flag=True,
+    help="Resume even though the flow's tasks or edges changed.",
+)
 @pass_settings
 def resume(settings: Settings, run_id: str, file: str | None,
            allow_flow_changes: bool) -> None:  # fmt: skip
@@ -181,7 +196,9 @@ def resume(settings: Settings, run_id: str, file: str | None,
     if source is None:
         fail(f"Run {record.id!r} has no recorded flow file; pass --file PATH")
     if not Path(source).is_file():
-        fail(f"The flow file of run {record.id!r} is gone ({source!r}); pass --file PATH")
+        fail(
+            f"The flow file of run {record.id!r} is gone ({source!r}); pass --file PATH"
+        )
     flow = load_flow(source, record.flow_name)
     state = _run_flow(settings, flow, run_id=record.id,
                       allow_flow_changes=allow_flow_changes,
@@ -194,11 +211,15 @@ def resume(settings: Settings, run_id: str, file: str | None,
 @click.option("--state", metavar="STATE", help="Only runs in this state (e.g. Failed).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @pass_settings
-def runs(settings: Settings, flow_name: str | None, state: str | None, limit: int) -> None:
+def runs(
+    settings: Settings, flow_name: str | None, state: str | None, limit: int
+) -> None:
     """List flow runs, newest first."""
     found = with_store(
         settings,
-        lambda store: store.list_flow_runs(flow_name=flow_name, state=state, limit=limit),
+        lambda store: store.list_flow_runs(
+            flow_name=flow_name, state=state, limit=limit
+        ),
     )
     views.print_runs(found)
 

@@ -18,23 +18,25 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
-_flow: ContextVar[Mapping[str, Any]] = ContextVar("durable_flow_context", default={})
-_task: ContextVar[Mapping[str, Any]] = ContextVar("durable_task_context", default={})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_flow: ContextVar[Mapping[str, Any]] = ContextVar("durable_flow_context")
+_task: ContextVar[Mapping[str, Any]] = ContextVar("durable_task_context")
 
 
 def get(key: str, default: Any = None) -> Any:
     """Return a context value, or `default` outside a run or when unset."""
-    task_values = _task.get()
+    task_values = _task.get(_EMPTY)
     if key in task_values:
         return task_values[key]
-    return _flow.get().get(key, default)
+    return _flow.get(_EMPTY).get(key, default)
 
 
 def to_dict() -> dict[str, Any]:
     """Return every context value visible here."""
-    return {**_flow.get(), **_task.get()}
+    return {**_flow.get(_EMPTY), **_task.get(_EMPTY)}
 
 
 @contextmanager

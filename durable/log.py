@@ -47,6 +47,9 @@ def configure_console() -> None:
     root._durable_configured = True  # type: ignore[attr-defined]
 
 
+_FORMATTER = logging.Formatter()
+
+
 class StoreLogHandler(logging.Handler):
     """Sends records emitted inside flow run `run_id` to the store's log queue."""
 
@@ -60,12 +63,12 @@ class StoreLogHandler(logging.Handler):
         try:
             message = record.getMessage()
             if record.exc_info:
-                message = f"{message}\n{self.formatException(record.exc_info)}"
+                message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
             self._sink(
                 (self._run_id, context.get("task_run_id"), record.created,
                  record.levelno, record.name, message)
             )  # fmt: skip
-        except Exception:  # a log line must never break the run
+        except Exception:  # noqa: BLE001 (a log line must never break the run)
             self.handleError(record)
 
 
@@ -116,13 +119,13 @@ class _StdoutRouter:
 def capture_prints(logger: logging.Logger) -> Iterator[None]:
     """Send `print` output of the code inside the block (this context only) to `logger`."""
     if not isinstance(sys.stdout, _StdoutRouter):
-        sys.stdout = _StdoutRouter(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = _StdoutRouter(sys.stdout)
     router = sys.stdout
     token = _print_target.set(logger)
     try:
         yield
     finally:
         _print_target.reset(token)
-        rest = router._buffers.pop(id(logger), "")  # type: ignore[attr-defined]
+        rest = router._buffers.pop(id(logger), "")
         if rest:
             logger.info(rest)

@@ -73,7 +73,7 @@ class LOOP(Signal):
     state_type = states.Looped
 
 
-class ENDRUN(Signal):  # noqa: N818 (Prefect's name)
+class ENDRUN(Signal):
     """Stop processing the task run with exactly the state given."""
 
     def __init__(self, state: State) -> None:

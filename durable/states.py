@@ -39,7 +39,7 @@ class _NoResultType:
 
     _instance: ClassVar[_NoResultType | None] = None
 
-    def __new__(cls) -> _NoResultType:
+    def __new__(cls) -> _NoResultType:  # noqa: PYI034 (a singleton, never subclassed)
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance

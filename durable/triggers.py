@@ -137,4 +137,3 @@ def some_successful(
 def some_failed(at_least: float | None = None, at_most: float | None = None) -> Trigger:
     """Build a trigger: run when the count of failed upstreams is within bounds."""
     return _some("some_failed", State.is_failed, at_least, at_most)
-

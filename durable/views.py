@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pendulum
+from pendulum.tz import local_timezone
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -27,16 +28,17 @@ STYLES = {"Success": "green", "Failed": "red", "TimedOut": "red", "TriggerFailed
 
 def plain(value: Any) -> Text:
     """Return text safe to print: no control characters, no markup."""
-    return Text(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value)))
+    return Text(
+        _CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value))
+    )
 
 
 def when(seconds: float | None) -> str:
     """Format a stored time in the viewer's local time zone."""
     if seconds is None:
         return "-"
-    return pendulum.from_timestamp(seconds, tz=pendulum.local_timezone()).format(
-        "YYYY-MM-DD HH:mm:ss"
-    )
+    local = pendulum.from_timestamp(seconds).in_timezone(local_timezone())
+    return local.format("YYYY-MM-DD HH:mm:ss")
 
 
 def took(start: float | None, end: float | None) -> str:
@@ -104,7 +106,9 @@ def print_run(detail: RunDetail) -> None:
         history = Table("Time", "Of", "State", "Message", box=None, title="State history",
                         title_justify="left")  # fmt: skip
         for s in detail.history:
-            owner = "flow run" if s.task_run_id is None else slugs.get(s.task_run_id, "?")
+            owner = (
+                "flow run" if s.task_run_id is None else slugs.get(s.task_run_id, "?")
+            )
             history.add_row(f"{when(s.timestamp)}.{int(s.timestamp * 1000) % 1000:03d}",
                             plain(owner), state_text(s.name), plain(s.message))  # fmt: skip
         console.print(history)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pendulum
@@ -31,11 +29,7 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every test away from the user's ~/.durable."""
     monkeypatch.setenv("DURABLE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DURABLE_DB", raising=False)
-    yield
-    logging.getLogger("durable").setLevel(logging.NOTSET)

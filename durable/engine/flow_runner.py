@@ -46,7 +46,9 @@ from durable.timesource import SYSTEM_TIME, TimeSource
 
 logger = logging.getLogger("durable.FlowRunner")
 
-FINISHED_STATES = frozenset(n for n, c in STATE_TYPES.items() if issubclass(c, Finished))
+FINISHED_STATES = frozenset(
+    n for n, c in STATE_TYPES.items() if issubclass(c, Finished)
+)
 
 
 def new_run_id() -> str:
@@ -101,7 +103,9 @@ class FlowRunner:
         values = self._flow_context(plan)
         with context.flow_context(values), store_logs(plan.run_id, self.store.add_log):
             if plan.resumed and plan.state.is_finished() and self._all_finished(plan):
-                logger.info("Flow run %r already finished (%s)", plan.run_id, plan.state.name)
+                logger.info(
+                    "Flow run %r already finished (%s)", plan.run_id, plan.state.name
+                )
                 plan.state.result = self._task_states(plan)
                 return plan.state
             state = self.set_running(plan)
@@ -155,10 +159,13 @@ class FlowRunner:
             parameters_serializer=serializer,
             transition=as_transition(plan.state),
             task_runs=[
-                NewTaskRun(p.task_run_id, p.slug, p.task.name) for p in plan.tasks.values()
+                NewTaskRun(p.task_run_id, p.slug, p.task.name)
+                for p in plan.tasks.values()
             ],
         )
-        await self.store.flush()  # the run exists (and is resumable) before any task runs
+        await (
+            self.store.flush()
+        )  # the run exists (and is resumable) before any task runs
         logger.info("Beginning flow run %r for flow %r", plan.run_id, self.flow.name)
         return plan
 
@@ -166,7 +173,9 @@ class FlowRunner:
         """Move the flow run to Running."""
         if plan.resumed:
             done = sum(1 for p in plan.tasks.values() if p.state.is_finished())
-            message = f"Resumed: {done} of {len(plan.tasks)} task runs already finished."
+            message = (
+                f"Resumed: {done} of {len(plan.tasks)} task runs already finished."
+            )
         else:
             message = "Running flow."
         return self.transition(plan, plan.state, Running(message))
@@ -259,7 +268,9 @@ class FlowRunner:
                 f"Run {record.id!r} was started with parameters {stored!r}; "
                 "a resumed run keeps them: resume without parameters, or start a new run"
             )
-        state = state_from_record(record.state, record.state_message, record.updated_at, None)
+        state = state_from_record(
+            record.state, record.state_message, record.updated_at, None
+        )
         plan = RunPlan(record.id, state, stored, record.created_at, resumed=True)
         found = {r.task_slug: r for r in await self.store.list_task_runs(record.id)
                  if r.map_index == -1}  # fmt: skip
@@ -300,7 +311,11 @@ class FlowRunner:
         # has not finished needs its value.
         for task, entry in plan.tasks.items():
             state = entry.state
-            if not state.is_successful() or state.has_result or task.checkpoint is not False:
+            if (
+                not state.is_successful()
+                or state.has_result
+                or task.checkpoint is not False
+            ):
                 continue
             if any(
                 e.key is not None and not plan.tasks[e.downstream].state.is_finished()
@@ -319,7 +334,11 @@ class FlowRunner:
 
     def _flow_context(self, plan: RunPlan) -> dict[str, Any]:
         now = self.time.now()
-        days = {"today": now, "yesterday": now.subtract(days=1), "tomorrow": now.add(days=1)}
+        days = {
+            "today": now,
+            "yesterday": now.subtract(days=1),
+            "tomorrow": now.add(days=1),
+        }
         values: dict[str, Any] = {
             "flow_name": self.flow.name,
             "flow_run_id": plan.run_id,

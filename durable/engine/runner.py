@@ -25,7 +25,7 @@ def call_handlers(
     for handler in handlers:
         try:
             replaced = handler(owner, old, new)
-        except Exception as exc:  # the user's handler failed
+        except Exception as exc:  # noqa: BLE001 (the user's handler failed)
             name = getattr(handler, "__qualname__", repr(handler))
             logger.error("state handler %s of %r raised %r", name, owner, exc)
             return Failed(

@@ -24,6 +24,7 @@ from durable.errors import SerializationError
 from durable.log import capture_prints
 from durable.states import (
     Failed,
+    NoResult,
     Pending,
     Retrying,
     Running,
@@ -110,7 +111,9 @@ class TaskRunner:
             return self.transition(state, Skipped("Upstream task was skipped."))
         return state
 
-    def check_trigger(self, state: State, upstream: Sequence[tuple[Edge, State]]) -> State:
+    def check_trigger(
+        self, state: State, upstream: Sequence[tuple[Edge, State]]
+    ) -> State:
         """Ask the task's trigger whether it may run, given its upstream states."""
         if not state.is_pending():
             return state
@@ -118,7 +121,7 @@ class TaskRunner:
             ok = self.task.trigger(dict(upstream))
         except signals.Signal as signal:
             return self.transition(state, signal.state)
-        except Exception as exc:  # the user's trigger failed
+        except Exception as exc:  # noqa: BLE001 (the user's trigger failed)
             return self.transition(
                 state, TriggerFailed(f"Trigger raised {exc!r}", result=exc)
             )
@@ -134,7 +137,9 @@ class TaskRunner:
         inputs = dict(constants)
         for edge, upstream_state in upstream:
             if edge.key is not None:
-                inputs[edge.key] = upstream_state.result
+                # An upstream without a result (Skipped, say) passes None, as in Prefect 1.
+                value = upstream_state.result
+                inputs[edge.key] = None if value is NoResult else value
         return inputs
 
     def set_running(self, state: State) -> State:
@@ -209,12 +214,14 @@ class TaskRunner:
             return None
         serializers = [self._serializer]
         error: SerializationError | None = None
-        if isinstance(self.task, Parameter):  # readable when it can be, pickled otherwise
+        if isinstance(
+            self.task, Parameter
+        ):  # readable when it can be, pickled otherwise
             serializers = [JSON, PICKLE]
         for serializer in serializers:
             try:
                 return (serializer.name, serializer.dumps(value))
-            except Exception as exc:  # anything the user's value raises while pickling
+            except Exception as exc:  # noqa: BLE001 (the user's value failed to pickle)
                 error = SerializationError(
                     task_name=self.task.name,
                     type_name=type(value).__qualname__,
@@ -226,7 +233,9 @@ class TaskRunner:
     def _log_transition(self, state: State) -> None:
         name = self.task.name
         if isinstance(state, Running):
-            logger.info("Task %r: Starting task run (attempt %d)...", name, self.attempts)
+            logger.info(
+                "Task %r: Starting task run (attempt %d)...", name, self.attempts
+            )
         elif isinstance(state, Retrying):
             logger.warning("Task %r: %s", name, state.message)
         elif state.is_finished():
@@ -254,7 +263,9 @@ class TaskRunner:
             group.cancel_scope.cancel()
         return outcome
 
-    async def _guarded(self, inputs: dict[str, Any], *, abandonable: bool) -> tuple[str, Any]:
+    async def _guarded(
+        self, inputs: dict[str, Any], *, abandonable: bool
+    ) -> tuple[str, Any]:
         task = self.task
         try:
             value = await self.env.executor.call(
@@ -262,7 +273,7 @@ class TaskRunner:
             )
         except signals.Signal as signal:  # the user chose the state
             return ("signal", signal)
-        except (Exception, SystemExit, GeneratorExit) as exc:  # the user's code failed
+        except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 (user code)
             return ("error", exc)
         return ("value", value)
 
@@ -277,4 +288,3 @@ class TaskRunner:
             "task_run_count": self.attempts,
             "logger": self.logger,
         }
-

@@ -8,7 +8,6 @@ from durable.store.serializers import (
     JSONSerializer,
     PickleSerializer,
     Serializer,
-    resolve_serializer,
 )
 
 __all__ = [

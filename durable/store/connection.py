@@ -50,7 +50,9 @@ def ensure_file(path: Path) -> None:
     except FileExistsError:  # another process created it first
         pass
     except OSError as exc:
-        raise StoreError(f"Cannot create database {str(path)!r}: {exc.strerror}") from exc
+        raise StoreError(
+            f"Cannot create database {str(path)!r}: {exc.strerror}"
+        ) from exc
 
 
 def check_existing(path: Path) -> None:

@@ -78,6 +78,7 @@ class Store:
         self._writer = writer
         self._sync_reader: sqlite3.Connection | None = None
         self._sync_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     async def open(
@@ -124,8 +125,11 @@ class Store:
             if self._writer is not None:
                 self._writer.close()
             await self._reader.close()
-            if self._sync_reader is not None:
-                self._sync_reader.close()
+            with self._sync_lock:
+                self._closed = True
+                if self._sync_reader is not None:
+                    self._sync_reader.close()
+                    self._sync_reader = None
 
     @property
     def writer(self) -> CheckpointWriter:
@@ -176,7 +180,9 @@ class Store:
 
         self.writer.submit(write)
 
-    def add_task_runs(self, run_id: str, task_runs: Sequence[NewTaskRun], now: float) -> None:
+    def add_task_runs(
+        self, run_id: str, task_runs: Sequence[NewTaskRun], now: float
+    ) -> None:
         """Queue Pending task runs for tasks that a resumed flow has gained."""
         self.writer.submit(lambda conn: _insert_task_runs(conn, run_id, task_runs, now))
 
@@ -282,10 +288,7 @@ class Store:
             f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE flow_run_id = ? ORDER BY rowid",
             (run_id,),
         )
-        return [
-            TaskRunRecord(*row[:8], bool(row[8]), *row[9:])  # type: ignore[arg-type]
-            for row in rows
-        ]
+        return [_task_run(row) for row in rows]
 
     async def list_states(self, run_id: str) -> list[StateRecord]:
         """Return every transition of a flow run and its task runs, oldest first."""
@@ -294,9 +297,7 @@ class Store:
             " FROM states WHERE flow_run_id = ? ORDER BY id",
             (run_id,),
         )
-        return [
-            StateRecord(*row[:6], json.loads(row[6]) if row[6] else None) for row in rows
-        ]
+        return [_state(row) for row in rows]
 
     async def list_logs(
         self, run_id: str, *, after_id: int = 0, limit: int = 10_000
@@ -321,14 +322,22 @@ class Store:
         return value
 
     def load_result(self, task_run_id: str) -> Any:
-        """Read and deserialize a task run's stored result (synchronous, any thread)."""
+        """Read and deserialize a task run's stored result (synchronous, any thread).
+
+        Works after the store is closed too (a flow's final state loads results lazily,
+        possibly long after its run), through a connection of its own.
+        """
         with self._sync_lock:
-            if self._sync_reader is None:
-                self._sync_reader = connect_reader(self.path)
-            row = self._sync_reader.execute(
-                "SELECT serializer, value FROM results WHERE task_run_id = ?",
-                (task_run_id,),
-            ).fetchone()
+            if self._closed:
+                conn = connect_reader(self.path)
+                try:
+                    row = _select_result(conn, task_run_id)
+                finally:
+                    conn.close()
+            else:
+                if self._sync_reader is None:
+                    self._sync_reader = connect_reader(self.path)
+                row = _select_result(self._sync_reader, task_run_id)
         if row is None:
             raise StoreError(f"Task run {task_run_id!r} has no stored result")
         return SERIALIZERS[row[0]].loads(row[1])
@@ -340,8 +349,33 @@ class Store:
             raise StoreError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
 
 
+def _task_run(row: Any) -> TaskRunRecord:
+    return TaskRunRecord(
+        id=row[0], flow_run_id=row[1], task_slug=row[2], task_name=row[3],
+        map_index=row[4], state=row[5], state_message=row[6], attempts=row[7],
+        has_result=bool(row[8]), started_at=row[9], ended_at=row[10], updated_at=row[11],
+    )  # fmt: skip
+
+
+def _state(row: Any) -> StateRecord:
+    return StateRecord(
+        id=row[0], flow_run_id=row[1], task_run_id=row[2], name=row[3], message=row[4],
+        timestamp=row[5], details=json.loads(row[6]) if row[6] else None,
+    )  # fmt: skip
+
+
+def _select_result(conn: sqlite3.Connection, task_run_id: str) -> Any:
+    return conn.execute(
+        "SELECT serializer, value FROM results WHERE task_run_id = ?", (task_run_id,)
+    ).fetchone()
+
+
 def _flow_version(
-    conn: sqlite3.Connection, name: str, fingerprint: str, source: str | None, now: float
+    conn: sqlite3.Connection,
+    name: str,
+    fingerprint: str,
+    source: str | None,
+    now: float,
 ) -> int:
     # A flow gets a new version whenever its structure changes.
     row = conn.execute(

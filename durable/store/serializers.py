@@ -40,7 +40,7 @@ class PickleSerializer:
         return data
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 (the database is trusted input)
+        return pickle.loads(data)
 
 
 class JSONSerializer:
@@ -98,5 +98,5 @@ def dump_exception(exc: BaseException) -> bytes:
     """Pickle a task's exception, or a stand-in when it cannot be pickled."""
     try:
         return PICKLE.dumps(exc)
-    except Exception:  # the user's exception type may be unpicklable in any way
+    except Exception:  # noqa: BLE001 (a user's exception may fail to pickle any way)
         return PICKLE.dumps(StoredException.from_exception(exc))

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -26,7 +27,7 @@ from durable.store.connection import transaction
 
 logger = logging.getLogger(__name__)
 
-Operation = Callable[[sqlite3.Connection], None]
+Operation = Callable[[sqlite3.Connection], object]
 """One write: statements to run inside the batch's transaction (no user code)."""
 
 LogRow = tuple[str | None, str | None, float, int, str, str]
@@ -127,7 +128,9 @@ class CheckpointWriter:
             logs = [self._logs.popleft() for _ in range(len(self._logs))]
             if batch or logs:
                 try:
-                    transaction(self._conn, lambda c: self._write(c, batch, logs))
+                    transaction(
+                        self._conn, partial(self._write, batch=batch, logs=logs)
+                    )
                 except BaseException as exc:  # noqa: BLE001 (reported to every waiter)
                     logger.error("checkpoint write failed: %s", exc)
                     with self._cond:
@@ -141,7 +144,9 @@ class CheckpointWriter:
                 return
 
     @staticmethod
-    def _write(conn: sqlite3.Connection, batch: list[Operation], logs: list[Any]) -> None:
+    def _write(
+        conn: sqlite3.Connection, batch: list[Operation], logs: list[Any]
+    ) -> None:
         for operation in batch:
             operation(conn)
         if logs:

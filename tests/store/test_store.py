@@ -17,6 +17,22 @@ from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
 pytestmark = pytest.mark.anyio
 
 
+def read_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+def file_mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def transition(name: str, at: float, *, finished: bool = False) -> Transition:
     return Transition(name, None, at, None, finished)
 
@@ -37,7 +53,7 @@ class TestOpening:
     async def test_new_database_file_is_private_and_in_wal_mode(self, db: Path) -> None:
         store = await Store.open(db)
         await store.close()
-        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        assert file_mode(db) == 0o600
         conn = sqlite3.connect(db)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -59,27 +75,27 @@ class TestOpening:
         conn.execute("CREATE TABLE future (x)")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         conn.close()
-        before = hashlib.sha256(db.read_bytes()).hexdigest()
+        before = hashlib.sha256(read_bytes(db)).hexdigest()
         with pytest.raises(SchemaTooNewError) as caught:
             await Store.open(db)
         assert caught.value.found == SCHEMA_VERSION + 1
         assert "newer durable" in str(caught.value)
-        assert hashlib.sha256(db.read_bytes()).hexdigest() == before
-        assert not Path(f"{db}-wal").exists()
+        assert hashlib.sha256(read_bytes(db)).hexdigest() == before
+        assert not exists(Path(f"{db}-wal"))
 
     async def test_a_file_that_is_not_a_database_is_refused_untouched(
         self, db: Path
     ) -> None:
-        db.write_bytes(b"\xff\xd8\xff\xe0 this is a jpeg, not a database" * 100)
-        before = db.read_bytes()
-        with pytest.raises(StoreError, match="not a durable database|damaged"):
+        before = b"\xff\xd8\xff\xe0 this is a jpeg, not a database" * 100
+        write_bytes(db, before)
+        with pytest.raises(StoreError, match=r"not a durable database|damaged"):
             await Store.open(db)
-        assert db.read_bytes() == before
+        assert read_bytes(db) == before
 
     async def test_readonly_open_of_a_missing_database_says_so(self, db: Path) -> None:
         with pytest.raises(StoreError, match="No database"):
             await Store.open(db, readonly=True)
-        assert not db.exists()
+        assert not exists(db)
 
     def test_default_path_follows_durable_db_then_durable_home(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -163,6 +179,8 @@ class TestReads:
             )  # fmt: skip
         await store.flush()
         assert [r.id for r in await store.list_flow_runs()] == ["r2", "r1", "r0"]
-        assert [r.id for r in await store.list_flow_runs(flow_name="a", limit=1)] == ["r1"]
+        assert [r.id for r in await store.list_flow_runs(flow_name="a", limit=1)] == [
+            "r1"
+        ]
         assert [r.flow_version for r in await store.list_flow_runs()] == [1, 1, 1]
         await store.close()

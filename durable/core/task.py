@@ -1,0 +1,577 @@
+"""Tasks: units of work with Prefect 1's options, and the `@task` decorator.
+
+Calling a task inside `with Flow(...)` copies it and binds the arguments to the copy: tasks
+become edges and other values become the flow's constants. Nothing here runs a task body;
+the engine does.
+"""
+
+from __future__ import annotations
+
+import copy as copying
+import functools
+import inspect
+import typing
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+)
+
+from durable import triggers
+from durable.errors import ConfigurationError
+from durable.states import State
+
+if TYPE_CHECKING:
+    from durable.core.flow import Flow
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Owner = TypeVar("Owner")
+
+TaskStateHandler = Callable[["Task", State, State], "State | None"]
+"""A task state handler: `(task, old_state, new_state)`, may return a replacement."""
+
+RESERVED_ARGUMENTS = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
+"""Keywords of a task call, so no `run()` may use them as argument names."""
+
+
+class ResultSerializer(Protocol):
+    """What a custom `serializer=` provides: a name stored with each result, and bytes."""
+
+    name: str
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize a result; raise if it cannot be."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Rebuild a result from `dumps` output."""
+        ...
+
+
+class TaskOptions(TypedDict, total=False):
+    """The keyword options of `Task.__init__`, as `@task(...)` passes them through."""
+
+    name: str | None
+    slug: str | None
+    tags: Iterable[str] | None
+    max_retries: int | None
+    retry_delay: float | timedelta | None
+    retry_on: type[BaseException] | Iterable[type[BaseException]] | None
+    timeout: float | timedelta | None
+    trigger: triggers.Trigger | None
+    skip_on_upstream_skip: bool
+    cache_for: float | timedelta | None
+    cache_validator: Callable[..., bool] | None
+    cache_key: str | None
+    checkpoint: bool | None
+    state_handlers: Iterable[TaskStateHandler] | None
+    on_failure: Callable[[Task, State], object] | None
+    log_stdout: bool
+    result: Any
+    target: str | Callable[..., str] | None
+    task_run_name: str | Callable[..., str] | None
+    nout: int | None
+    serializer: str | ResultSerializer | None
+
+
+class Task:
+    """A unit of work: subclass it and override `run()`, or decorate a function with `@task`.
+
+    The options are Prefect 1's, in Prefect's order, plus durable's `serializer`: how the
+    result is checkpointed (None for the default, "pickle", "json", or an object with
+    `name`, `dumps` and `loads`). Tasks compare and hash by identity.
+    """
+
+    if TYPE_CHECKING:
+        # Each subclass gives `run` its own signature; FunctionTask sets it per instance.
+        run: Callable[..., Any]
+    else:
+
+        def run(self):
+            """Do the task's work; the base task does nothing, as in Prefect."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        slug: str | None = None,
+        tags: Iterable[str] | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
+        timeout: float | timedelta | None = None,
+        trigger: triggers.Trigger | None = None,
+        skip_on_upstream_skip: bool = True,
+        cache_for: float | timedelta | None = None,
+        cache_validator: Callable[..., bool] | None = None,
+        cache_key: str | None = None,
+        checkpoint: bool | None = None,
+        state_handlers: Iterable[TaskStateHandler] | None = None,
+        on_failure: Callable[[Task, State], object] | None = None,
+        log_stdout: bool = False,
+        result: Any = None,
+        target: str | Callable[..., str] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
+        nout: int | None = None,
+        serializer: str | ResultSerializer | None = None,
+    ) -> None:
+        self.name: str = name or type(self).__name__
+        self.slug = slug
+        """The slug given explicitly, else None: flows generate one (`Flow.slugs`)."""
+        self.tags = _as_tags(tags)
+        self.max_retries = _as_count(max_retries)
+        self.retry_delay = as_timedelta(retry_delay, "retry_delay")
+        self.retry_on = _as_exception_types(retry_on)
+        """Exception types that may be retried (None: any failure), as a tuple."""
+        self.timeout = _as_timeout(timeout)
+        self.trigger: triggers.Trigger = trigger or triggers.all_successful
+        self.skip_on_upstream_skip = skip_on_upstream_skip
+        self.cache_for = as_timedelta(cache_for, "cache_for")
+        self.cache_validator = cache_validator
+        self.cache_key = cache_key
+        self.checkpoint = checkpoint
+        self.state_handlers: list[TaskStateHandler] = list(state_handlers or [])
+        self.on_failure = on_failure
+        if on_failure is not None:
+            self.state_handlers.append(failure_handler(on_failure))
+        self.log_stdout = log_stdout
+        self.result = result
+        self.target = target
+        self.task_run_name = task_run_name
+        self.serializer = _as_serializer(serializer)
+        _check_retries(self)
+        _check_run_signature(self)
+        self.nout = nout if nout is not None else _infer_nout(self.run)
+        """How many items `run()` returns, so that `a, b = task()` works."""
+
+    def __repr__(self) -> str:
+        return f"<Task: {self.name}>"
+
+    @property
+    def is_async(self) -> bool:
+        """Whether `run` is a coroutine function (the engine awaits it)."""
+        return inspect.iscoroutinefunction(self.run)
+
+    def copy(self, **task_args: Any) -> Self:
+        """Return a copy of the task, with `task_args` attributes set on the copy."""
+        new = copying.copy(self)
+        new.tags, new.state_handlers = set(self.tags), list(self.state_handlers)
+        for attr, value in task_args.items():
+            if not hasattr(new, attr):
+                raise ConfigurationError(
+                    f"Task {self.name!r} has no attribute {attr!r} to set through "
+                    "task_args; use the name of a Task option"
+                )
+            convert = _CONVERTERS.get(attr)
+            setattr(new, attr, value if convert is None else convert(value))
+        if "on_failure" in task_args and task_args["on_failure"] is not None:
+            new.state_handlers.append(failure_handler(task_args["on_failure"]))
+        _check_retries(new)
+        return new
+
+    def __call__(
+        self,
+        *args: Any,
+        mapped: bool = False,
+        task_args: Mapping[str, Any] | None = None,
+        upstream_tasks: Iterable[object] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Copy the task and bind the arguments to the copy, in the active flow."""
+        flow = self._flow_for(flow)
+        new = self.copy(**(task_args or {}))
+        return new.bind(
+            *args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs
+        )
+
+    def bind(
+        self,
+        *args: Any,
+        mapped: bool = False,
+        upstream_tasks: Iterable[object] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Bind arguments to this task (not a copy) as a call to `run()` would.
+
+        Task arguments become edges keyed by the argument's name, other values become
+        constants of the flow; `upstream_tasks` wait without passing data. Arguments left
+        to their defaults are not recorded: the default applies when the task runs.
+        """
+        flow = self._flow_for(flow)
+        flow.set_dependencies(
+            self,
+            upstream_tasks=upstream_tasks,
+            keyword_tasks=self._bind_arguments(args, kwargs),
+            mapped=mapped,
+        )
+        return self
+
+    def map(
+        self,
+        *args: Any,
+        upstream_tasks: Iterable[object] | None = None,
+        flow: Flow | None = None,
+        task_args: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Copy the task and bind the arguments as mapped: one child run per item."""
+        flow = self._flow_for(flow)
+        new = self.copy(**(task_args or {}))
+        return new.bind(
+            *args, mapped=True, upstream_tasks=upstream_tasks, flow=flow, **kwargs
+        )
+
+    def set_dependencies(
+        self,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[object] | None = None,
+        downstream_tasks: Iterable[Task] | None = None,
+        keyword_tasks: Mapping[str, object] | None = None,
+        mapped: bool = False,
+        validate: bool | None = None,
+    ) -> None:
+        """Set this task's dependencies in `flow` (default: the active flow)."""
+        self._flow_for(flow).set_dependencies(
+            self,
+            upstream_tasks=upstream_tasks,
+            downstream_tasks=downstream_tasks,
+            keyword_tasks=keyword_tasks,
+            mapped=mapped,
+            validate=validate,
+        )
+
+    def set_upstream(
+        self,
+        task: object,
+        flow: Flow | None = None,
+        key: str | None = None,
+        mapped: bool = False,
+    ) -> None:
+        """Make this task wait for `task`, receiving its result as `key` if given."""
+        if key is None:
+            self.set_dependencies(flow, upstream_tasks=[task], mapped=mapped)
+        else:
+            self.set_dependencies(flow, keyword_tasks={key: task}, mapped=mapped)
+
+    def set_downstream(
+        self,
+        task: Task,
+        flow: Flow | None = None,
+        key: str | None = None,
+        mapped: bool = False,
+    ) -> None:
+        """Make `task` wait for this one, receiving its result as `key` if given."""
+        task.set_upstream(self, flow=flow, key=key, mapped=mapped)
+
+    def __getitem__(self, key: Any) -> GetItem:
+        """Return a task that takes `result[key]` of this task, in the active flow."""
+        label = key.name if isinstance(key, Task) else repr(key)
+        getter = GetItem(
+            name=f"{self.name}[{label}]",
+            checkpoint=self.checkpoint,
+            result=self.result,
+            serializer=self.serializer,
+        )
+        return getter.bind(self, key)
+
+    def __iter__(self) -> Iterator[GetItem]:
+        """Yield `self[0]`, ..., `self[nout - 1]`, so that `a, b = task()` works."""
+        if self.nout is None:
+            raise TypeError(
+                f"Task {self.name!r} is not iterable; to unpack its result, pass nout= "
+                "to it or annotate its run() as returning tuple[...]"
+            )
+        return (self[index] for index in range(self.nout))
+
+    def _flow_for(self, flow: Flow | None) -> Flow:
+        if flow is not None:
+            return flow
+        from durable.core.flow import active_flow  # deferred: flow.py imports us
+
+        found = active_flow()
+        if found is None:
+            raise ConfigurationError(
+                f"Could not infer an active Flow context for task {self.name!r}: "
+                "call tasks inside a `with Flow(...)` block, or pass flow=; "
+                f"to run the task's code directly, call {self.name}.run(...)"
+            )
+        return found
+
+    def _bind_arguments(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        signature = run_signature(self)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"Task {self.name!r} cannot be called with these arguments ({exc}); "
+                f"its run() signature is {signature}"
+            ) from None
+        arguments = dict(bound.arguments)
+        for parameter in signature.parameters.values():
+            # bind() gathers **kwargs under their own name; each is its own argument.
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(arguments.pop(parameter.name, {}))
+        return arguments
+
+
+class FunctionTask(Task, Generic[P, R]):
+    """A task whose `run` is a plain (sync or async) function: what `@task` builds."""
+
+    if TYPE_CHECKING:
+        run: Callable[P, R]
+
+    def __init__(self, fn: Callable[P, R], **options: Unpack[TaskOptions]) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, not {fn!r}")
+        self.fn = fn
+        """The decorated function; `run` is this function, so it keeps its signature."""
+        self.run = fn
+        functools.update_wrapper(self, fn)
+        options["name"] = options.get("name") or getattr(fn, "__name__", None)
+        super().__init__(**options)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> FunctionTask[P, R]: ...
+
+
+@overload
+def task(
+    fn: None = None, /, **options: Unpack[TaskOptions]
+) -> Callable[[Callable[P, R]], FunctionTask[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None, /, **options: Unpack[TaskOptions]
+) -> FunctionTask[P, R] | Callable[[Callable[P, R]], FunctionTask[P, R]]:
+    """Turn a function into a task: `@task`, or `@task(name=..., max_retries=...)`."""
+    if fn is not None:
+        return FunctionTask(fn, **options)
+
+    def decorate(fn: Callable[P, R]) -> FunctionTask[P, R]:
+        return FunctionTask(fn, **options)
+
+    return decorate
+
+
+class GetItem(Task):
+    """Take one item of an upstream task's result: what `task[key]` builds."""
+
+    def run(self, task_result: Any, key: Any) -> Any:
+        """Return `task_result[key]`."""
+        return task_result[key]
+
+
+class Constant(Task):
+    """A plain value as a task: stands for a value that is mapped over or flattened."""
+
+    def __init__(self, value: Any, **options: Unpack[TaskOptions]) -> None:
+        self.value = value
+        """The value the task returns."""
+        options.setdefault("name", f"Constant[{type(value).__name__}]")
+        super().__init__(**options)
+
+    def run(self) -> Any:
+        """Return the value."""
+        return self.value
+
+
+_METHOD_SIGNATURES: weakref.WeakKeyDictionary[object, inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+_FUNCTION_SIGNATURES: weakref.WeakKeyDictionary[object, inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def run_signature(task: Task) -> inspect.Signature:
+    """Return the signature of `task.run`, cached per function.
+
+    Building a flow binds every task call, and `inspect.signature` costs tens of
+    microseconds: one entry per class (or per decorated function) keeps it cheap.
+    """
+    run = task.run
+    function = getattr(run, "__func__", None)
+    cache, key = (
+        (_FUNCTION_SIGNATURES, run)
+        if function is None
+        else (_METHOD_SIGNATURES, function)
+    )
+    try:
+        return cache[key]
+    except (KeyError, TypeError):  # TypeError: not weakly referenceable
+        signature = inspect.signature(run)
+    try:
+        cache[key] = signature
+    except TypeError:
+        pass  # not weakly referenceable: computed each time
+    return signature
+
+
+def failure_handler(
+    on_failure: Callable[[Owner, State], object],
+) -> Callable[[Owner, State, State], State | None]:
+    """Turn an `on_failure(owner, state)` callback into a state handler, as Prefect."""
+
+    def call_on_failure(owner: Owner, old_state: State, new_state: State) -> State:
+        if new_state.is_failed():
+            on_failure(owner, new_state)
+        return new_state
+
+    return call_on_failure
+
+
+@overload
+def as_timedelta(value: None, what: str) -> None: ...
+
+
+@overload
+def as_timedelta(value: float | timedelta, what: str) -> timedelta: ...
+
+
+def as_timedelta(value: float | timedelta | None, what: str) -> timedelta | None:
+    """Return a span given as seconds or a timedelta; `what` names it in errors."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+        raise ConfigurationError(
+            f"{what} must be a number of seconds or a timedelta, not {value!r}"
+        )
+    span = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if span < timedelta(0):
+        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+    return span
+
+
+def _as_timeout(value: float | timedelta | None) -> timedelta | None:
+    # A zero timeout means no timeout, as in Prefect.
+    return as_timedelta(value, "timeout") or None
+
+
+def _as_tags(tags: Iterable[str] | None) -> set[str]:
+    if isinstance(tags, str):  # a string would be split into one tag per letter
+        raise TypeError(f"Tags should be a collection of tags, not the string {tags!r}")
+    return set(tags or ())
+
+
+def _as_count(max_retries: int | None) -> int:
+    if max_retries is None:
+        return 0
+    if not _is_int(max_retries):
+        raise ConfigurationError(f"max_retries must be an int, not {max_retries!r}")
+    if max_retries < 0:
+        raise ConfigurationError(f"max_retries must not be negative: {max_retries}")
+    return max_retries
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_exception_types(
+    retry_on: type[BaseException] | Iterable[type[BaseException]] | None,
+) -> tuple[type[BaseException], ...] | None:
+    if retry_on is None:
+        return None
+    given: Iterable[object] = [retry_on] if isinstance(retry_on, type) else retry_on
+    kinds: list[type[BaseException]] = []
+    for kind in given:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise TypeError(f"retry_on must hold exception types, not {kind!r}")
+        kinds.append(kind)
+    return tuple(kinds)
+
+
+def _as_serializer(
+    serializer: str | ResultSerializer | None,
+) -> str | ResultSerializer | None:
+    if isinstance(serializer, str) and serializer not in ("pickle", "json"):
+        raise ConfigurationError(
+            f"Unknown serializer {serializer!r}: use 'pickle', 'json', or an object "
+            "with name, dumps() and loads()"
+        )
+    return serializer
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "tags": _as_tags,
+    "max_retries": _as_count,
+    "retry_delay": functools.partial(as_timedelta, what="retry_delay"),
+    "retry_on": _as_exception_types,
+    "timeout": _as_timeout,
+    "cache_for": functools.partial(as_timedelta, what="cache_for"),
+    "serializer": _as_serializer,
+}
+"""How `copy(**task_args)` checks the options that `__init__` converts."""
+
+
+def _check_retries(task: Task) -> None:
+    if task.max_retries > 0 and task.retry_delay is None:
+        raise ConfigurationError(
+            f"Task {task.name!r} has max_retries={task.max_retries} but no "
+            "retry_delay; pass retry_delay (seconds or a timedelta)"
+        )
+    if task.retry_delay is not None and not task.max_retries:
+        raise ConfigurationError(
+            f"Task {task.name!r} has a retry_delay but no max_retries; "
+            "pass max_retries > 0"
+        )
+    if task.retry_on is not None and not task.max_retries:
+        raise ConfigurationError(
+            f"Task {task.name!r} has retry_on but no max_retries; pass max_retries > 0"
+        )
+
+
+def _check_run_signature(task: Task) -> None:
+    try:
+        parameters = run_signature(task).parameters.values()
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"Task {task.name!r}: the signature of its run() cannot be read ({exc}); "
+            "wrap the callable in a plain Python function"
+        ) from None
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise ConfigurationError(
+                f"Task {task.name!r}: run() may not take *{parameter.name}, because "
+                "task arguments are stored by keyword; accept **kwargs instead"
+            )
+        if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise ConfigurationError(
+                f"Task {task.name!r}: run() may not have the positional-only "
+                f"argument {parameter.name!r}, because task arguments are stored "
+                "by keyword"
+            )
+    reserved = sorted(RESERVED_ARGUMENTS.intersection(p.name for p in parameters))
+    if reserved:
+        raise ConfigurationError(
+            f"Task {task.name!r}: run() may not have arguments named "
+            f"{', '.join(reserved)}; these keywords are reserved for task calls"
+        )
+
+
+def _infer_nout(run: Callable[..., Any]) -> int | None:
+    try:
+        returns = typing.get_type_hints(run).get("return")
+    except (NameError, TypeError, AttributeError):  # unresolvable: no inference
+        return None
+    if typing.get_origin(returns) is not tuple:
+        return None
+    items = typing.get_args(returns)
+    if not items or (len(items) == 2 and items[1] is Ellipsis):
+        return None
+    return len(items)
