@@ -23,7 +23,9 @@ KILL_WHEN = "Task 'transform': Starting task run"
 def durable(*args: str, **popen: object) -> subprocess.Popen[str]:
     """Start the `durable` command in a child process."""
     return subprocess.Popen(
-        [sys.executable, "-m", "durable", *args], text=True, **popen  # type: ignore[call-overload]
+        [sys.executable, "-m", "durable", *args],
+        text=True,
+        **popen,  # type: ignore[call-overload]
     )
 
 
@@ -43,7 +45,9 @@ def run_and_kill(run_id: str) -> None:
             os.kill(child.pid, signal.SIGKILL)
             break
     child.wait()
-    banner(f"2. Killed the run with SIGKILL while 'transform' was running (exit {child.returncode})")
+    banner(
+        f"2. Killed the run with SIGKILL while 'transform' was running (exit {child.returncode})"
+    )
 
 
 def resume(run_id: str) -> int:
@@ -74,7 +78,9 @@ def summarize(run_id: str) -> None:
         ).fetchall()
     banner("4. What the resume did")
     skipped = [slug for slug, _, _, runs_after in rows if runs_after == 0]
-    ran = [(slug, state, attempts) for slug, state, attempts, after in rows if after > 0]
+    ran = [
+        (slug, state, attempts) for slug, state, attempts, after in rows if after > 0
+    ]
     print(f"   skipped (finished before the crash, results read from the database): "
           f"{', '.join(skipped) or 'none'}")  # fmt: skip
     for slug, state, attempts in ran:

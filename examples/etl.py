@@ -34,7 +34,11 @@ def extract(n_orders: int, seed: int) -> list[dict[str, object]]:
     rng = random.Random(seed)
     currencies = ["EUR", "GBP", "JPY"]
     return [
-        {"id": i, "amount": round(rng.uniform(5, 500), 2), "currency": rng.choice(currencies)}
+        {
+            "id": i,
+            "amount": round(rng.uniform(5, 500), 2),
+            "currency": rng.choice(currencies),
+        }
         for i in range(n_orders)
     ]
 
@@ -49,11 +53,18 @@ def fetch_rates(base: str) -> dict[str, float]:
 
 
 @task
-def transform(orders: list[dict[str, object]], rates: dict[str, float]) -> list[dict[str, object]]:
+def transform(
+    orders: list[dict[str, object]], rates: dict[str, float]
+) -> list[dict[str, object]]:
     """Convert every order to the base currency."""
     work("Converting amounts")
     return [
-        {**o, "amount_base": round(float(str(o["amount"])) * rates[str(o["currency"])], 2)}
+        {
+            **o,
+            "amount_base": round(
+                float(str(o["amount"])) * rates[str(o["currency"])], 2
+            ),
+        }
         for o in orders
     ]
 
