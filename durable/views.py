@@ -55,7 +55,9 @@ def state_text(name: str) -> Text:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # soft_wrap: lines of text (log lines, headers) are never cut into pieces; tables
+    # still fit the terminal.
+    return Console(highlight=False, soft_wrap=True)
 
 
 def print_runs(runs: Sequence[FlowRunRecord]) -> None:

@@ -102,7 +102,8 @@ def report(rows: list[dict[str, object]], where: str) -> float:
 with Flow("etl") as flow:
     n_orders = Parameter("n_orders", default=100)
     base = Parameter("base", default="EUR")
-    target = Parameter("target", default="~/.durable/etl-output.json")
+    home = os.environ.get("DURABLE_HOME", "~/.durable")
+    target = Parameter("target", default=os.path.join(home, "etl-output.json"))
     orders = extract(n_orders, seed=7)
     rows = validate(transform(orders, fetch_rates(base)))
     report(rows, load(rows, target))

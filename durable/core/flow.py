@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from durable.core.edge import Edge, EdgeAnnotation, Graph, flatten, unmapped
 from durable.core.parameter import Parameter, check_parameters
@@ -362,12 +362,15 @@ class Flow:
         *,
         allow_flow_changes: bool = False,
         run_on_schedule: bool | None = None,
+        durability: Literal["full", "normal"] = "full",
         **kwargs: Any,
     ) -> State:
         """Run the flow (or resume run `run_id`) and return its final state.
 
         Keyword arguments named like parameters are parameters, as in Prefect 1. The
-        returned state's result maps each task to its state.
+        returned state's result maps each task to its state. A resumed run keeps the
+        parameters it started with; parameters given here must agree with them.
+        `durability="normal"` trades safety on power loss for speed.
         """
         if active_flow() is self:
             raise ConfigurationError(
@@ -386,17 +389,19 @@ class Flow:
                 f"Flow {self.name!r} has a schedule, and scheduled flow.run arrives "
                 "with the scheduler; pass run_on_schedule=False"
             )
-        values = self.validate_parameters({**(parameters or {}), **kwargs})
+        explicit = {**(parameters or {}), **kwargs}
+        self.validate_parameters(explicit)  # refuse bad parameters before anything runs
         # Imported at call time: the engine builds on core, never the other way round.
         from durable.engine.flow_runner import run_flow
 
         return run_flow(
             self,
-            parameters=values,
+            parameters=explicit or None,
             run_id=run_id,
             executor=executor,
             db=db,
             allow_flow_changes=allow_flow_changes,
+            durability=durability,
         )
 
     def _known(self, task: Task) -> Task:

@@ -51,6 +51,9 @@ FINISHED_STATES = frozenset(
 )
 
 
+_MISSING = object()
+
+
 def new_run_id() -> str:
     """Return a fresh flow run id: 12 hex digits, short enough to type."""
     return uuid.uuid4().hex[:12]
@@ -263,11 +266,12 @@ class FlowRunner:
         if record.fingerprint != flow.fingerprint() and not self.allow_flow_changes:
             raise FlowChangedError(run_id=record.id, flow_name=flow.name)
         stored = await self.store.load_parameters(record.id)
-        if parameters is not None and dict(parameters) != stored:
+        if any(stored.get(k, _MISSING) != v for k, v in (parameters or {}).items()):
             raise ParameterError(
                 f"Run {record.id!r} was started with parameters {stored!r}; "
                 "a resumed run keeps them: resume without parameters, or start a new run"
             )
+        logger.info("Resuming flow run %r of flow %r", record.id, flow.name)
         state = state_from_record(
             record.state, record.state_message, record.updated_at, None
         )
@@ -288,7 +292,6 @@ class FlowRunner:
         if added:
             self.store.add_task_runs(record.id, added, self.time.timestamp())
         self._rerun_unstored_results(plan)
-        logger.info("Resuming flow run %r of flow %r", record.id, flow.name)
         return plan
 
     def _stored_state(self, task_run: TaskRunRecord) -> State:

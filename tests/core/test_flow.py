@@ -397,19 +397,21 @@ class TestRun:
         monkeypatch.setattr("durable.engine.flow_runner.run_flow", run_flow)
         return calls
 
-    def test_run_hands_the_validated_parameters_to_the_engine(
+    def test_run_hands_only_the_parameters_given_to_the_engine(
         self, engine_calls: list[dict[str, Any]]
     ) -> None:
+        # Defaults are filled by the engine for a new run; a resumed run keeps its own.
         flow = build_etl()
         assert flow.run(run_id="r1", db="x.db").is_successful()
         (call,) = engine_calls
         assert call == {
             "flow": flow,
-            "parameters": {"factor": 2},
+            "parameters": None,
             "run_id": "r1",
             "executor": None,
             "db": "x.db",
             "allow_flow_changes": False,
+            "durability": "full",
         }
 
     def test_keyword_arguments_named_like_parameters_are_parameters(

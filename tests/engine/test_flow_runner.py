@@ -189,6 +189,16 @@ class TestParameters:
         with pytest.raises(ParameterError, match="x"):
             flow.run(db=db)
 
+    def test_flow_run_resumes_with_the_parameters_the_run_started_with(
+        self, db: Path
+    ) -> None:
+        flow, result = self.flow()
+        flow.run(parameters={"x": 5}, run_id="r1", db=db)
+        assert flow.run(run_id="r1", db=db).result[result].result == 10
+        assert flow.run(x=5, run_id="r1", db=db).result[result].result == 10
+        with pytest.raises(ParameterError, match="keeps them"):
+            flow.run(x=6, run_id="r1", db=db)
+
     async def test_a_resumed_run_keeps_its_parameters(self, db: Path) -> None:
         flow, result = self.flow()
         await run(flow, db, run_id="r1", parameters={"x": 5})
