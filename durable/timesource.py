@@ -78,6 +78,11 @@ class FakeTime:
         return len(self._sleepers)
 
 
+def monotonic() -> float:
+    """Return seconds from a clock that never jumps (for measuring waits, not for dates)."""
+    return time.monotonic()
+
+
 SYSTEM_TIME = SystemTime()
 """The default time source."""
 

@@ -4,7 +4,11 @@ The engine queues write operations without waiting; the thread takes everything 
 far and commits it in one `BEGIN IMMEDIATE` transaction, in queue order. Commits are
 therefore ordered (an upstream's checkpoint is never durable after its downstream's) and a
 fast chain of tasks pays for one fsync per batch, not per task. The engine waits only when
-too much is in flight (`throttle`) and when it needs durability (`flush`).
+it needs durability (`flush`) and when too much is in flight (`throttle`): more than
+`max_pending` writes, or any write older than `max_lag` seconds. The age bound matters when
+task bodies keep the CPU busy: the writer thread then wins the GIL back only every few
+milliseconds per statement, and without the bound its commits fall far behind the tasks
+(and a crash would make all those tasks run again).
 
 The thread never calls into the event loop: waiting goes through one `anyio.to_thread` hop,
 so a task body that holds the loop cannot stall commits.
@@ -24,6 +28,7 @@ import anyio.to_thread
 
 from durable.errors import StoreError
 from durable.store.connection import transaction
+from durable.timesource import monotonic
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +52,15 @@ class CheckpointWriter:
         conn: sqlite3.Connection,
         *,
         max_pending: int = 256,
+        max_lag: float = 0.05,
         log_interval: float = 0.25,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         self._conn = conn
-        self._max_pending = max_pending
+        self._max_pending, self._max_lag = max_pending, max_lag
         self._log_interval = log_interval
+        self._clock = clock
+        self._pending_since: float | None = None  # when the oldest pending write came
         self._queue: list[Operation] = []
         self._logs: deque[LogRow] = deque()
         self._cond = threading.Condition()
@@ -69,6 +78,8 @@ class CheckpointWriter:
         """Queue one write; return its sequence number. Never blocks on the database."""
         with self._cond:
             self._raise_if_failed()
+            if self._submitted == self._committed:
+                self._pending_since = self._clock()
             self._queue.append(operation)
             self._submitted += 1
             self._cond.notify()
@@ -84,12 +95,20 @@ class CheckpointWriter:
         return self._submitted - self._committed
 
     async def throttle(self) -> None:
-        """Wait while too many writes are in flight (bounds the work a crash can lose)."""
-        if self._submitted - self._committed > self._max_pending:
-            target = self._submitted - self._max_pending // 2
-            await anyio.to_thread.run_sync(self.wait, target)
+        """Wait while too much is in flight: this bounds the work a crash can lose."""
+        pending = self._submitted - self._committed
+        if pending > self._max_pending:
+            await anyio.to_thread.run_sync(
+                self.wait, self._submitted - self._max_pending // 2
+            )
+        elif pending and self._is_lagging():
+            await anyio.to_thread.run_sync(self.wait, self._submitted)
         elif self._error is not None:
             self._raise_if_failed()
+
+    def _is_lagging(self) -> bool:
+        since = self._pending_since
+        return since is not None and self._clock() - since > self._max_lag
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -139,6 +158,9 @@ class CheckpointWriter:
                     return
                 with self._cond:
                     self._committed = last
+                    # What is still queued arrived at the latest now: age it from here.
+                    pending = self._submitted > last
+                    self._pending_since = self._clock() if pending else None
                     self._cond.notify_all()
             if stopping and not self._queue:
                 return

@@ -11,7 +11,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from durable import Flow
-from durable.engine import run_flow_async
+from durable.engine.flow_runner import run_flow_async
 from durable.states import State
 from durable.timesource import FakeTime
 
