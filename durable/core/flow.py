@@ -19,14 +19,9 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from durable.core.edge import Edge, EdgeAnnotation, Graph, flatten, unmapped
+from durable.core.options import run_signature, with_failure_handler
 from durable.core.parameter import Parameter, check_parameters
-from durable.core.task import (
-    Constant,
-    FunctionTask,
-    Task,
-    failure_handler,
-    run_signature,
-)
+from durable.core.task import Constant, FunctionTask, Task
 from durable.errors import ConfigurationError
 from durable.states import State
 
@@ -75,10 +70,10 @@ class Flow:
         self.schedule, self.executor, self.result = schedule, executor, result
         self.environment, self.run_config = environment, run_config
         self.storage = storage
-        self.state_handlers: list[FlowStateHandler] = list(state_handlers or [])
         self.on_failure = on_failure
-        if on_failure is not None:
-            self.state_handlers.append(failure_handler(on_failure))
+        self.state_handlers: list[FlowStateHandler] = with_failure_handler(
+            state_handlers or [], on_failure
+        )
         self.terminal_state_handler = terminal_state_handler
         """Called as `(flow, state, reference_task_states)`; may replace the final state."""
         self.source_path, self._source_module = _defined_at(self)

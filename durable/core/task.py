@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy as copying
 import functools
 import inspect
-import typing
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import (
@@ -28,6 +26,21 @@ from typing import (
 )
 
 from durable import triggers
+from durable.core.options import (
+    CONVERTERS,
+    as_count,
+    as_exception_types,
+    as_serializer,
+    as_tags,
+    as_timedelta,
+    as_timeout,
+    check_retries,
+    check_run_signature,
+    failure_handler,
+    infer_nout,
+    run_signature,
+    with_failure_handler,
+)
 from durable.errors import ConfigurationError
 from durable.states import State
 
@@ -40,9 +53,6 @@ Owner = TypeVar("Owner")
 
 TaskStateHandler = Callable[["Task", State, State], "State | None"]
 """A task state handler: `(task, old_state, new_state)`, may return a replacement."""
-
-RESERVED_ARGUMENTS = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
-"""Keywords of a task call, so no `run()` may use them as argument names."""
 
 
 class ResultSerializer(Protocol):
@@ -128,30 +138,30 @@ class Task:
         self.name: str = name or type(self).__name__
         self.slug = slug
         """The slug given explicitly, else None: flows generate one (`Flow.slugs`)."""
-        self.tags = _as_tags(tags)
-        self.max_retries = _as_count(max_retries)
+        self.tags = as_tags(tags)
+        self.max_retries = as_count(max_retries)
         self.retry_delay = as_timedelta(retry_delay, "retry_delay")
-        self.retry_on = _as_exception_types(retry_on)
+        self.retry_on = as_exception_types(retry_on)
         """Exception types that may be retried (None: any failure), as a tuple."""
-        self.timeout = _as_timeout(timeout)
+        self.timeout = as_timeout(timeout)
         self.trigger: triggers.Trigger = trigger or triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.cache_for = as_timedelta(cache_for, "cache_for")
         self.cache_validator = cache_validator
         self.cache_key = cache_key
         self.checkpoint = checkpoint
-        self.state_handlers: list[TaskStateHandler] = list(state_handlers or [])
         self.on_failure = on_failure
-        if on_failure is not None:
-            self.state_handlers.append(failure_handler(on_failure))
+        self.state_handlers: list[TaskStateHandler] = with_failure_handler(
+            state_handlers or [], on_failure
+        )
         self.log_stdout = log_stdout
         self.result = result
         self.target = target
         self.task_run_name = task_run_name
-        self.serializer = _as_serializer(serializer)
-        _check_retries(self)
-        _check_run_signature(self)
-        self.nout = nout if nout is not None else _infer_nout(self.run)
+        self.serializer = as_serializer(serializer)
+        check_retries(self)
+        check_run_signature(self)
+        self.nout = nout if nout is not None else infer_nout(self.run)
         """How many items `run()` returns, so that `a, b = task()` works."""
 
     def __repr__(self) -> str:
@@ -172,11 +182,11 @@ class Task:
                     f"Task {self.name!r} has no attribute {attr!r} to set through "
                     "task_args; use the name of a Task option"
                 )
-            convert = _CONVERTERS.get(attr)
+            convert = CONVERTERS.get(attr)
             setattr(new, attr, value if convert is None else convert(value))
         if "on_failure" in task_args and task_args["on_failure"] is not None:
             new.state_handlers.append(failure_handler(task_args["on_failure"]))
-        _check_retries(new)
+        check_retries(new)
         return new
 
     def __call__(
@@ -388,190 +398,3 @@ class Constant(Task):
     def run(self) -> Any:
         """Return the value."""
         return self.value
-
-
-_METHOD_SIGNATURES: weakref.WeakKeyDictionary[object, inspect.Signature] = (
-    weakref.WeakKeyDictionary()
-)
-_FUNCTION_SIGNATURES: weakref.WeakKeyDictionary[object, inspect.Signature] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def run_signature(task: Task) -> inspect.Signature:
-    """Return the signature of `task.run`, cached per function.
-
-    Building a flow binds every task call, and `inspect.signature` costs tens of
-    microseconds: one entry per class (or per decorated function) keeps it cheap.
-    """
-    run = task.run
-    function = getattr(run, "__func__", None)
-    cache, key = (
-        (_FUNCTION_SIGNATURES, run)
-        if function is None
-        else (_METHOD_SIGNATURES, function)
-    )
-    try:
-        return cache[key]
-    except (KeyError, TypeError):  # TypeError: not weakly referenceable
-        signature = inspect.signature(run)
-    try:
-        cache[key] = signature
-    except TypeError:
-        pass  # not weakly referenceable: computed each time
-    return signature
-
-
-def failure_handler(
-    on_failure: Callable[[Owner, State], object],
-) -> Callable[[Owner, State, State], State | None]:
-    """Turn an `on_failure(owner, state)` callback into a state handler, as Prefect."""
-
-    def call_on_failure(owner: Owner, old_state: State, new_state: State) -> State:
-        if new_state.is_failed():
-            on_failure(owner, new_state)
-        return new_state
-
-    return call_on_failure
-
-
-@overload
-def as_timedelta(value: None, what: str) -> None: ...
-
-
-@overload
-def as_timedelta(value: float | timedelta, what: str) -> timedelta: ...
-
-
-def as_timedelta(value: float | timedelta | None, what: str) -> timedelta | None:
-    """Return a span given as seconds or a timedelta; `what` names it in errors."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
-        raise ConfigurationError(
-            f"{what} must be a number of seconds or a timedelta, not {value!r}"
-        )
-    span = value if isinstance(value, timedelta) else timedelta(seconds=value)
-    if span < timedelta(0):
-        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
-    return span
-
-
-def _as_timeout(value: float | timedelta | None) -> timedelta | None:
-    # A zero timeout means no timeout, as in Prefect.
-    return as_timedelta(value, "timeout") or None
-
-
-def _as_tags(tags: Iterable[str] | None) -> set[str]:
-    if isinstance(tags, str):  # a string would be split into one tag per letter
-        raise TypeError(f"Tags should be a collection of tags, not the string {tags!r}")
-    return set(tags or ())
-
-
-def _as_count(max_retries: int | None) -> int:
-    if max_retries is None:
-        return 0
-    if not _is_int(max_retries):
-        raise ConfigurationError(f"max_retries must be an int, not {max_retries!r}")
-    if max_retries < 0:
-        raise ConfigurationError(f"max_retries must not be negative: {max_retries}")
-    return max_retries
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_exception_types(
-    retry_on: type[BaseException] | Iterable[type[BaseException]] | None,
-) -> tuple[type[BaseException], ...] | None:
-    if retry_on is None:
-        return None
-    given: Iterable[object] = [retry_on] if isinstance(retry_on, type) else retry_on
-    kinds: list[type[BaseException]] = []
-    for kind in given:
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise TypeError(f"retry_on must hold exception types, not {kind!r}")
-        kinds.append(kind)
-    return tuple(kinds)
-
-
-def _as_serializer(
-    serializer: str | ResultSerializer | None,
-) -> str | ResultSerializer | None:
-    if isinstance(serializer, str) and serializer not in ("pickle", "json"):
-        raise ConfigurationError(
-            f"Unknown serializer {serializer!r}: use 'pickle', 'json', or an object "
-            "with name, dumps() and loads()"
-        )
-    return serializer
-
-
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "tags": _as_tags,
-    "max_retries": _as_count,
-    "retry_delay": functools.partial(as_timedelta, what="retry_delay"),
-    "retry_on": _as_exception_types,
-    "timeout": _as_timeout,
-    "cache_for": functools.partial(as_timedelta, what="cache_for"),
-    "serializer": _as_serializer,
-}
-"""How `copy(**task_args)` checks the options that `__init__` converts."""
-
-
-def _check_retries(task: Task) -> None:
-    if task.max_retries > 0 and task.retry_delay is None:
-        raise ConfigurationError(
-            f"Task {task.name!r} has max_retries={task.max_retries} but no "
-            "retry_delay; pass retry_delay (seconds or a timedelta)"
-        )
-    if task.retry_delay is not None and not task.max_retries:
-        raise ConfigurationError(
-            f"Task {task.name!r} has a retry_delay but no max_retries; "
-            "pass max_retries > 0"
-        )
-    if task.retry_on is not None and not task.max_retries:
-        raise ConfigurationError(
-            f"Task {task.name!r} has retry_on but no max_retries; pass max_retries > 0"
-        )
-
-
-def _check_run_signature(task: Task) -> None:
-    try:
-        parameters = run_signature(task).parameters.values()
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"Task {task.name!r}: the signature of its run() cannot be read ({exc}); "
-            "wrap the callable in a plain Python function"
-        ) from None
-    for parameter in parameters:
-        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            raise ConfigurationError(
-                f"Task {task.name!r}: run() may not take *{parameter.name}, because "
-                "task arguments are stored by keyword; accept **kwargs instead"
-            )
-        if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise ConfigurationError(
-                f"Task {task.name!r}: run() may not have the positional-only "
-                f"argument {parameter.name!r}, because task arguments are stored "
-                "by keyword"
-            )
-    reserved = sorted(RESERVED_ARGUMENTS.intersection(p.name for p in parameters))
-    if reserved:
-        raise ConfigurationError(
-            f"Task {task.name!r}: run() may not have arguments named "
-            f"{', '.join(reserved)}; these keywords are reserved for task calls"
-        )
-
-
-def _infer_nout(run: Callable[..., Any]) -> int | None:
-    try:
-        returns = typing.get_type_hints(run).get("return")
-    except (NameError, TypeError, AttributeError):  # unresolvable: no inference
-        return None
-    if typing.get_origin(returns) is not tuple:
-        return None
-    items = typing.get_args(returns)
-    if not items or (len(items) == 2 and items[1] is Ellipsis):
-        return None
-    return len(items)

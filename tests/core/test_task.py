@@ -12,16 +12,8 @@ import pytest
 from durable import states, triggers
 from durable.core.edge import Edge
 from durable.core.flow import Flow
-from durable.core.task import (
-    Constant,
-    FunctionTask,
-    GetItem,
-    Task,
-    as_timedelta,
-    failure_handler,
-    run_signature,
-    task,
-)
+from durable.core.options import as_timedelta, failure_handler, run_signature
+from durable.core.task import Constant, FunctionTask, GetItem, Task, task
 from durable.errors import ConfigurationError
 
 

@@ -46,16 +46,25 @@ async def interrupt_at(flow: Flow, db: Path, gate: anyio.Event, calls: list[str]
         group.cancel_scope.cancel()
 
 
+async def interrupted_chain(db: Path, n: int, hold_at: int) -> tuple[Flow, list[str]]:
+    """A chain of n tasks whose run "r1" was stopped while step `hold_at` ran.
+
+    The held step is released afterwards, so resuming runs through.
+    """
+    calls: list[str] = []
+    gate = anyio.Event()
+    flow = counting_chain(n, calls, gate, hold_at=hold_at)
+    await interrupt_at(flow, db, gate, calls, f"step-{hold_at}", "r1")
+    gate.set()
+    return flow, calls
+
+
 class TestResume:
     async def test_finished_tasks_are_not_rerun_on_resume(self, db: Path) -> None:
-        calls: list[str] = []
-        gate = anyio.Event()
-        flow = counting_chain(6, calls, gate, hold_at=3)
-        await interrupt_at(flow, db, gate, calls, "step-3", "r1")
+        flow, calls = await interrupted_chain(db, 6, hold_at=3)
         assert calls == ["step-0", "step-1", "step-2", "step-3"]
 
         calls.clear()
-        gate.set()
         state = await run(flow, db, run_id="r1")
         assert state.is_successful()
         assert calls == ["step-3", "step-4", "step-5"]
@@ -65,11 +74,7 @@ class TestResume:
     async def test_interrupted_task_runs_again_with_its_attempt_counted(
         self, db: Path
     ) -> None:
-        calls: list[str] = []
-        gate = anyio.Event()
-        flow = counting_chain(3, calls, gate, hold_at=1)
-        await interrupt_at(flow, db, gate, calls, "step-1", "r1")
-        gate.set()
+        flow, _ = await interrupted_chain(db, 3, hold_at=1)
         await run(flow, db, run_id="r1")
         attempts = dict(rows(db, "SELECT task_slug, attempts FROM task_runs"))
         assert attempts == {"step-1": 1, "step-2": 2, "step-3": 1}
@@ -78,11 +83,7 @@ class TestResume:
     async def test_results_of_finished_tasks_are_read_from_the_store(
         self, db: Path
     ) -> None:
-        calls: list[str] = []
-        gate = anyio.Event()
-        flow = counting_chain(3, calls, gate, hold_at=2)
-        await interrupt_at(flow, db, gate, calls, "step-2", "r1")
-        gate.set()
+        flow, _ = await interrupted_chain(db, 3, hold_at=2)
         state = await run(flow, db, run_id="r1")
         first = flow.get_tasks(slug="step-1")[0]
         assert state.result[first].result == 0  # loaded lazily from the results table
