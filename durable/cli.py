@@ -1,8 +1,8 @@
 """The `durable` command: run and resume flows, and look at runs, task runs and logs.
 
 Errors print one line and exit non-zero (no traceback unless `--debug`). Exit codes: 0 the
-flow run succeeded, 1 it did not, 2 bad input, 3 the database is unusable, 5 the database
-comes from a newer durable.
+flow run succeeded, 1 it did not (or durable itself failed), 2 bad input, 3 the database is
+unusable, 5 the database comes from a newer durable, 130 interrupted (the run is resumable).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from durable.store.records import LogRecord
 
 T = TypeVar("T")
 
-EXIT_FAILED, EXIT_USAGE, EXIT_STORE, EXIT_SCHEMA = 1, 2, 3, 5
+EXIT_FAILED, EXIT_USAGE, EXIT_STORE, EXIT_SCHEMA, EXIT_INTERRUPTED = 1, 2, 3, 5, 130
 
 
 class Settings:
@@ -73,7 +73,7 @@ def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def load_flow(path: str, name: str | None) -> Flow:
+def load_flow(path: str, name: str | None, *, debug: bool = False) -> Flow:
     """Load a Python file and return its flow (the one named `name` if it has several)."""
     file = Path(path).expanduser().resolve()
     if not file.is_file():
@@ -81,8 +81,12 @@ def load_flow(path: str, name: str | None) -> Flow:
     sys.path.insert(0, str(file.parent))  # sibling imports work, as with `python FILE`
     try:
         namespace = runpy.run_path(str(file), run_name="__durable_flow_file__")
-    except DurableError as exc:
-        fail(f"Loading {path!r} failed: {exc}")
+    except Exception as exc:  # the user's file failed to load, in any way
+        if debug:
+            raise
+        fail(
+            f"Loading {path!r} failed: {type(exc).__name__}: {exc} (--debug shows where)"
+        )
     flows = {v.name: v for v in namespace.values() if isinstance(v, Flow)}
     if not flows:
         fail(f"{path!r} defines no Flow at module level")
@@ -131,11 +135,14 @@ def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
 pass_settings = click.make_pass_decorator(Settings)
 
 
-def _run_flow(settings: Settings, flow: Flow, **options: Any) -> Any:
+def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) -> Any:
     from durable.engine.flow_runner import run_flow  # the engine loads only to run
 
-    with reported(settings):
-        return run_flow(flow, db=settings.db, **options)
+    try:
+        with reported(settings):
+            return run_flow(flow, db=settings.db, run_id=run_id, **options)
+    except KeyboardInterrupt:
+        fail(f"Interrupted; continue with: durable resume {run_id}", EXIT_INTERRUPTED)
 
 
 @cli.command()
@@ -162,7 +169,7 @@ def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | 
     path, _, name = (
         target.partition(":") if not os.path.exists(target) else (target, "", "")
     )
-    flow = load_flow(path, name or None)
+    flow = load_flow(path, name or None, debug=settings.debug)
     from durable.engine.flow_runner import new_run_id
 
     run_id = run_id or new_run_id()
@@ -199,7 +206,7 @@ def resume(settings: Settings, run_id: str, file: str | None,
         fail(
             f"The flow file of run {record.id!r} is gone ({source!r}); pass --file PATH"
         )
-    flow = load_flow(source, record.flow_name)
+    flow = load_flow(source, record.flow_name, debug=settings.debug)
     state = _run_flow(settings, flow, run_id=record.id,
                       allow_flow_changes=allow_flow_changes,
                       durability=_env_durability())  # fmt: skip
@@ -271,4 +278,10 @@ def db_path(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point of the `durable` console script."""
-    cli(prog_name="durable")
+    try:
+        cli(prog_name="durable")
+    except Exception as exc:  # a bug of ours: one line, the traceback with --debug
+        if "--debug" in sys.argv[1:]:
+            raise
+        fail(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+             EXIT_FAILED)  # fmt: skip
