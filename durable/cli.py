@@ -7,6 +7,7 @@ unusable, 5 the database comes from a newer durable, 130 interrupted (the run is
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import runpy
@@ -22,9 +23,12 @@ import click
 from durable import views
 from durable.core.flow import Flow
 from durable.errors import DurableError, SchemaTooNewError, StoreError
+from durable.states import Paused
 from durable.store import Store, resolve_db_path
 from durable.store.connection import Durability
-from durable.store.records import LogRecord
+from durable.store.records import FlowRunRecord, LogRecord, TaskRunRecord
+from durable.store.repository import Transition
+from durable.timesource import SYSTEM_TIME
 
 T = TypeVar("T")
 
@@ -58,11 +62,13 @@ def reported(settings: Settings) -> Iterator[None]:
         fail(str(exc), code)
 
 
-def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the database read-only, run `work` on it, close it."""
+def with_store(
+    settings: Settings, work: Callable[[Store], Awaitable[T]], *, writable: bool = False
+) -> T:
+    """Open the database (read-only unless asked), run `work` on it, close it."""
 
     async def main() -> T:
-        store = await Store.open(settings.db, readonly=True)
+        store = await Store.open(settings.db, readonly=not writable)
         try:
             return await work(store)
         finally:
@@ -115,7 +121,11 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def finish(state: Any, run_id: str | None) -> NoReturn:
-    """Print the run's outcome and exit 0 on success, 1 otherwise."""
+    """Print the run's outcome and exit 0 on success (or a pause), 1 otherwise."""
+    if isinstance(state, Paused):
+        click.echo(f"Flow run {run_id} paused: {state.message} Approve with: durable "
+                   f"approve {run_id} TASK", err=True)  # fmt: skip
+        sys.exit(0)
     ok = state.is_successful()
     hint = f"; see: durable show {run_id}" if run_id else ""
     click.echo(f"Flow run {run_id} finished: {state.name}{hint}", err=True)
@@ -199,6 +209,70 @@ def resume(settings: Settings, run_id: str, file: str | None,
            allow_flow_changes: bool) -> None:  # fmt: skip
     """Resume a run: finished task runs are skipped, the rest run."""
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
+    continue_run(settings, record, file, allow_flow_changes)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("task_ref", metavar="TASK")
+@click.option("--file", "file", metavar="PATH", help="The flow's file, if it moved.")
+@pass_settings
+def approve(settings: Settings, run_id: str, task_ref: str, file: str | None) -> None:
+    """Approve a paused task run (TASK: its slug, or SLUG[i] for a mapped child), then
+    continue the run."""
+    record = with_store(settings, lambda store: store.get_flow_run(run_id))
+
+    async def approve_in(store: Store) -> None:
+        paused = await _paused_task_run(store, record, task_ref)
+        message = f"Approved by {_user()}."
+        store.record_task_state(
+            record.id, paused.id, Transition("Resume", message, SYSTEM_TIME.timestamp(),
+                                             None, False),
+            attempts=paused.attempts,
+        )  # fmt: skip
+        await store.flush()
+
+    with_store(settings, approve_in, writable=True)
+    click.echo(f"Approved {task_ref} of run {record.id}; continuing the run", err=True)
+    continue_run(settings, record, file, allow_flow_changes=False)
+
+
+async def _paused_task_run(store: Store, run: FlowRunRecord, ref: str) -> TaskRunRecord:
+    slug, _, rest = ref.partition("[")
+    index = int(rest.rstrip("]")) if rest.rstrip("]").isdigit() else -1
+    task_runs = await store.list_task_runs(run.id)
+    found = [t for t in task_runs if t.task_slug == slug and t.map_index == index]
+    if not found:
+        found = [t for t in task_runs if t.task_name == ref and t.state == "Paused"]
+    paused = [t for t in task_runs if t.state == "Paused"]
+    names = ", ".join(_ref(t) for t in paused) or "none"
+    if len(found) != 1:
+        fail(f"Run {run.id!r} has no single task run {ref!r}; paused ones: {names}")
+    if found[0].state != "Paused":
+        fail(f"Task run {ref!r} of run {run.id!r} is {found[0].state}, not Paused; "
+             f"paused ones: {names}")  # fmt: skip
+    return found[0]
+
+
+def _ref(task_run: TaskRunRecord) -> str:
+    index = task_run.map_index
+    return task_run.task_slug if index < 0 else f"{task_run.task_slug}[{index}]"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        return "an unnamed user"
+
+
+def continue_run(
+    settings: Settings,
+    record: FlowRunRecord,
+    file: str | None,
+    allow_flow_changes: bool,
+) -> NoReturn:
+    """Load the run's flow (from its recorded file, or `file`) and drive the run on."""
     source = file or record.source_path
     if source is None:
         fail(f"Run {record.id!r} has no recorded flow file; pass --file PATH")

@@ -7,6 +7,7 @@ State
 ├── Pending
 │   └── Scheduled        start_time
 │       ├── Paused       waits for approval (start_time None) or for a time
+│       ├── Resume       approved: runs with context.resume set
 │       └── Retrying     start_time, run_count
 ├── Running
 │   └── Cancelling
@@ -237,6 +238,13 @@ class Paused(Scheduled):
     __slots__ = ()
 
 
+class Resume(Scheduled):
+    """Approved after a pause: runs next, with `context.resume` set."""
+
+    color = "#ffab00"
+    __slots__ = ()
+
+
 class Retrying(Scheduled):
     """Failed; will run again at `start_time`."""
 
@@ -352,6 +360,12 @@ class Looped(Finished):
         self.loop_count = loop_count
         """How many iterations have finished."""
 
+    def details(self) -> dict[str, Any]:
+        details = super().details()
+        if self.loop_count is not None:
+            details["loop_count"] = self.loop_count
+        return details
+
 
 class Cancelled(Finished):
     """Stopped by a user."""
@@ -384,7 +398,7 @@ class TriggerFailed(Failed):
 STATE_TYPES: dict[str, type[State]] = {
     cls.__name__: cls
     for cls in (
-        State, Pending, Scheduled, Paused, Retrying, Running, Cancelling, Finished,
+        State, Pending, Scheduled, Paused, Resume, Retrying, Running, Cancelling, Finished,
         Success, Cached, Mapped, Skipped, Looped, Cancelled, Failed, TimedOut,
         TriggerFailed,
     )
@@ -408,5 +422,7 @@ def state_from_record(
         kwargs["start_time"] = None if start is None else from_timestamp(start)
     if issubclass(cls, Retrying):
         kwargs["run_count"] = details.pop("run_count", None)
+    if issubclass(cls, Looped):
+        kwargs["loop_count"] = details.pop("loop_count", None)
     state = cls(message, result, context=details or None, timestamp=timestamp, **kwargs)
     return state

@@ -3,15 +3,17 @@
 A new run is recorded (with a Pending task run per task) before any task starts. A resumed
 run reads its task runs back: finished ones are not run again and their results are read
 from the store when a downstream task needs them; runs cut short by a crash run again with
-the attempt counted.
+the attempt counted. Task runs are started from a ready queue ordered by (map index, place
+in the flow), so an unmapped flow runs in its topological order and a map of a map runs
+child by child.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -20,8 +22,16 @@ import pendulum
 
 from durable import context
 from durable.core.flow import Flow
-from durable.core.task import Task
 from durable.engine.executors import Executor, LocalExecutor
+from durable.engine.mapping import (
+    blocked_map,
+    is_mapped,
+    map_sources,
+    pairs_child_by_child,
+    upstream_of_child,
+    upstream_of_task,
+)
+from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
 from durable.errors import ConfigurationError, FlowChangedError, ParameterError
@@ -31,7 +41,9 @@ from durable.states import (
     Failed,
     Finished,
     LazyResult,
+    Mapped,
     NoResult,
+    Paused,
     Pending,
     Running,
     State,
@@ -46,40 +58,18 @@ from durable.timesource import SYSTEM_TIME, TimeSource
 
 logger = logging.getLogger("durable.FlowRunner")
 
-FINISHED_STATES = frozenset(
-    n for n, c in STATE_TYPES.items() if issubclass(c, Finished)
+KEPT_STATES = frozenset(
+    name for name, cls in STATE_TYPES.items() if issubclass(cls, Finished | Paused)
 )
-
-
+"""Stored states a resumed task run keeps (the others were cut short and run again)."""
 _MISSING = object()
+Unit = tuple[int, int]
+"""(map index, place in the flow): a task run to start; -1 for a task's own run."""
 
 
 def new_run_id() -> str:
     """Return a fresh flow run id: 12 hex digits, short enough to type."""
     return uuid.uuid4().hex[:12]
-
-
-@dataclass(slots=True)
-class TaskRunPlan:
-    """One task's run within this flow run, as found or created."""
-
-    task: Task
-    slug: str
-    task_run_id: str
-    attempts: int
-    state: State
-
-
-@dataclass(slots=True)
-class RunPlan:
-    """A flow run ready to drive: its record state, parameters and task runs."""
-
-    run_id: str
-    state: State
-    parameters: dict[str, Any]
-    created_at: float
-    resumed: bool
-    tasks: dict[Task, TaskRunPlan] = field(default_factory=dict)
 
 
 class FlowRunner:
@@ -92,23 +82,30 @@ class FlowRunner:
         self.flow, self.store, self.time = flow, store, time
         self.executor: Executor = executor or flow.executor or LocalExecutor()
         self.allow_flow_changes = allow_flow_changes
-        self.ran: list[str] = []
-        """Slugs of the task runs this call ran (or tried to)."""
-        self.skipped: list[str] = []
-        """Slugs of the task runs that had finished before this call and were not run."""
+        self.ran = 0
+        """How many task runs this call ran (or tried to)."""
+        self.skipped = 0
+        """How many task runs had finished before this call and were not run."""
+        self._order: list[TaskPlan] = []
 
     async def run(
         self, parameters: Mapping[str, Any] | None = None, run_id: str | None = None
     ) -> State:
         """Start a new run (or resume run `run_id`) and return its final state."""
-        self.check_flow_is_runnable()
+        self.flow.validate()
         plan = await self.initialize_run(parameters, run_id)
+        self._order = list(plan.tasks.values())
+        for task in self._order:
+            task.inbound = tuple((e, plan.tasks[e.upstream]) for e in
+                                 self.flow.edges_to(task.task))  # fmt: skip
+            task.downstream = tuple(plan.tasks[d] for d in
+                                    self.flow.downstream_tasks(task.task))  # fmt: skip
         values = self._flow_context(plan)
         with context.flow_context(values), store_logs(plan.run_id, self.store.add_log):
-            if plan.resumed and plan.state.is_finished() and self._all_finished(plan):
-                logger.info(
-                    "Flow run %r already finished (%s)", plan.run_id, plan.state.name
-                )
+            finished = all(is_final(t.run.state) for t in plan.tasks.values())
+            if plan.resumed and plan.state.is_finished() and finished:
+                logger.info("Flow run %r already finished (%s)", plan.run_id,
+                            plan.state.name)  # fmt: skip
                 plan.state.result = self._task_states(plan)
                 return plan.state
             state = self.set_running(plan)
@@ -117,22 +114,12 @@ class FlowRunner:
             if plan.resumed:
                 logger.info(
                     "Resumed flow run %r: %d task runs had finished and were not run "
-                    "again; %d ran now", plan.run_id, len(self.skipped), len(self.ran),
+                    "again; %d ran now", plan.run_id, self.skipped, self.ran,
                 )  # fmt: skip
         await self.store.flush()
         return state
 
     # Steps -----------------------------------------------------------------------------
-    def check_flow_is_runnable(self) -> None:
-        """Refuse flows this engine cannot run, before anything is recorded."""
-        self.flow.validate()
-        for edge in self.flow.edges:
-            if edge.mapped or edge.flattened:
-                raise ConfigurationError(
-                    f"Task {edge.downstream.name!r} of flow {self.flow.name!r} is mapped "
-                    "or flattened; this version of durable runs unmapped flows only"
-                )
-
     async def initialize_run(
         self, parameters: Mapping[str, Any] | None, run_id: str | None
     ) -> RunPlan:
@@ -150,8 +137,8 @@ class FlowRunner:
         )
         plan.state.stamp(plan.created_at)
         for task in self.flow.sorted_tasks():
-            slug = self.flow.slugs[task]
-            plan.tasks[task] = TaskRunPlan(task, slug, uuid.uuid4().hex, 0, Pending())
+            run = TaskRunPlan(uuid.uuid4().hex, 0, Pending())
+            self._add_task(plan, task, run)
         blob, serializer = _dump_parameters(params)
         self.store.create_flow_run(
             run_id=plan.run_id,
@@ -162,8 +149,8 @@ class FlowRunner:
             parameters_serializer=serializer,
             transition=as_transition(plan.state),
             task_runs=[
-                NewTaskRun(p.task_run_id, p.slug, p.task.name)
-                for p in plan.tasks.values()
+                NewTaskRun(t.run.task_run_id, t.slug, t.task.name)
+                for t in plan.tasks.values()
             ],
         )
         await (
@@ -175,55 +162,47 @@ class FlowRunner:
     def set_running(self, plan: RunPlan) -> State:
         """Move the flow run to Running."""
         if plan.resumed:
-            done = sum(1 for p in plan.tasks.values() if p.state.is_finished())
-            message = (
-                f"Resumed: {done} of {len(plan.tasks)} task runs already finished."
-            )
+            done = sum(1 for t in plan.tasks.values() if is_final(t.run.state))
+            message = f"Resumed: {done} of {len(plan.tasks)} tasks already finished."
         else:
             message = "Running flow."
         return self.transition(plan, plan.state, Running(message))
 
     async def run_tasks(self, plan: RunPlan) -> None:
-        """Run every unfinished task run once its upstream tasks have finished."""
+        """Run every task run once what it waits for has finished."""
+        ready = [(-1, t.order) for t in self._order if self._is_ready(plan, t, -1)]
+        heapq.heapify(ready)
+        started: set[Unit] = set()
         if self.executor.max_workers == 1:
-            for task, entry in plan.tasks.items():
-                await self._run_task(plan, task, entry)
+            while ready:
+                unit = heapq.heappop(ready)
+                if unit not in started:
+                    started.add(unit)
+                    await self._run_unit(plan, unit)
+                    self._push_ready(plan, unit, ready, started)
             return
-        done = {task: anyio.Event() for task in plan.tasks}
-        slots = anyio.Semaphore(self.executor.max_workers)
-
-        async def run_when_ready(task: Task, entry: TaskRunPlan) -> None:
-            for upstream in self.flow.upstream_tasks(task):
-                await done[upstream].wait()
-            async with slots:
-                await self._run_task(plan, task, entry)
-            done[task].set()
-
-        async with anyio.create_task_group() as group:
-            for task, entry in plan.tasks.items():
-                group.start_soon(run_when_ready, task, entry)
+        await self._run_concurrently(plan, ready, started)
 
     def determine_final_state(self, state: State, plan: RunPlan) -> State:
         """Decide the flow run's state from its reference tasks (Prefect 1's rule)."""
         states = self._task_states(plan)
-        if not all(states[t].is_finished() for t in self.flow.terminal_tasks()):
+        waiting = [t.slug for t in plan.tasks.values() if t.is_waiting_for_approval()]
+        new: State
+        if waiting:
+            new = Paused(f"Waiting for approval of {', '.join(waiting)}.")
+        elif not all(plan.tasks[t].is_complete for t in self.flow.terminal_tasks()):
             state.result = states
             return state
-        reference = {t: states[t] for t in self.flow.reference_tasks()}
-        new: State
-        if any(s.is_failed() for s in reference.values()):
-            new = Failed("Some reference tasks failed.")
-        elif all(s.is_successful() for s in reference.values()):
-            new = Success("All reference tasks succeeded.")
         else:
-            new = Success("No reference tasks failed.")
+            new = self._reference_outcome(plan)
         new.result = states
-        if self.flow.terminal_state_handler is not None:
+        if self.flow.terminal_state_handler is not None and new.is_finished():
+            reference = {t: states[t] for t in self.flow.reference_tasks()}
             replaced = self.flow.terminal_state_handler(self.flow, new, reference)
             if replaced is not None:
                 new = replaced
         final = self.transition(plan, state, new)
-        if final.result is NoResult or not isinstance(final.result, dict):
+        if not isinstance(final.result, dict):
             final.result = states
         level = logging.ERROR if final.is_failed() else logging.INFO
         logger.log(level, "Flow run %s: %s", final.name.upper(), final.message)
@@ -238,22 +217,150 @@ class FlowRunner:
         plan.state = new
         return new
 
-    # Helpers ---------------------------------------------------------------------------
-    async def _run_task(self, plan: RunPlan, task: Task, entry: TaskRunPlan) -> None:
-        if entry.state.is_finished():
-            self.skipped.append(entry.slug)
-            logger.debug("Task %r: finished before (%s); not run again", task.name,
-                         entry.state.name)  # fmt: skip
+    # The ready queue --------------------------------------------------------------------
+    def _is_ready(self, plan: RunPlan, task: TaskPlan, index: int) -> bool:
+        if not task.mapped:
+            return all(upstream.is_complete for _, upstream in task.inbound)
+        if index >= 0:  # a child waits for the children it is paired with
+            return all(
+                is_final((upstream.children or [])[index].state)
+                for e, upstream in task.inbound
+                if pairs_child_by_child(plan, e)
+            )
+        if task.children is not None or task.is_complete:
+            return False  # mapped already, or ended without mapping
+        return all(
+            upstream.children is not None
+            if pairs_child_by_child(plan, e)
+            else upstream.is_complete
+            for e, upstream in task.inbound
+        )
+
+    def _push_ready(
+        self, plan: RunPlan, unit: Unit, ready: list[Unit], started: set[Unit]
+    ) -> None:
+        index, order = unit
+        task = self._order[order]
+        candidates: list[Unit] = []
+        downstream = task.downstream
+        if task.mapped and index == -1 and task.children is not None:
+            candidates += [(i, order) for i in range(len(task.children))]
+        if index >= 0 or task.mapped:
+            candidates += [
+                (i, d.order)
+                for d in downstream
+                if d.mapped and d.children is not None
+                for i in ([index] if index >= 0 else range(len(d.children)))
+                if i < len(d.children)
+            ]
+        candidates += [(-1, d.order) for d in downstream]
+        for candidate in candidates:
+            i, o = candidate
+            if candidate not in started and self._is_ready(plan, self._order[o], i):
+                heapq.heappush(ready, candidate)
+
+    async def _run_concurrently(
+        self, plan: RunPlan, ready: list[Unit], started: set[Unit]
+    ) -> None:
+        send, receive = anyio.create_memory_object_stream[Unit](len(self._order) + 1)
+        running = 0
+
+        async def run_and_report(unit: Unit) -> None:
+            await self._run_unit(plan, unit)
+            await send.send(unit)
+
+        async with anyio.create_task_group() as group, send, receive:
+            while True:
+                while ready and running < self.executor.max_workers:
+                    unit = heapq.heappop(ready)
+                    if unit not in started:
+                        started.add(unit)
+                        running += 1
+                        group.start_soon(run_and_report, unit)
+                if not running:
+                    return
+                finished = await receive.receive()
+                running -= 1
+                self._push_ready(plan, finished, ready, started)
+
+    async def _run_unit(self, plan: RunPlan, unit: Unit) -> None:
+        index, order = unit
+        task = self._order[order]
+        if index >= 0:
+            child = (task.children or [])[index]
+            if is_final(child.state):  # finished before this run: counted already
+                self.skipped += 1
+                return
+            upstream = upstream_of_child(plan, self.flow, task, index)
+            await self._run_task_run(plan, task, child, upstream)
+            if is_final(child.state):
+                task.child_finished()
+        elif task.mapped:
+            self._map(plan, task)
+        else:
+            upstream = upstream_of_task(plan, task)
+            await self._run_task_run(plan, task, task.run, upstream)
+
+    async def _run_task_run(
+        self, plan: RunPlan, task: TaskPlan, run: TaskRunPlan,
+        upstream: list[tuple[Any, State]],
+    ) -> None:  # fmt: skip
+        if is_final(run.state):
+            self.skipped += 1
             return
-        env = RunEnvironment(plan.run_id, self.store, self.time, self.executor)
-        runner = TaskRunner(task, entry.slug, entry.task_run_id, entry.attempts, env)
-        upstream = [(e, plan.tasks[e.upstream].state) for e in self.flow.edges_to(task)]
-        constants = self.flow.constants.get(task, {})
-        self.ran.append(entry.slug)
-        entry.state = await runner.run(entry.state, upstream, constants)
-        entry.attempts = runner.attempts
+        runner = self._runner(plan, task, run)
+        self.ran += 1
+        constants = self.flow.constants.get(task.task, {})
+        run.state = await runner.run(run.state, upstream, constants)
+        run.attempts = runner.attempts
         await self.store.throttle()
 
+    def _map(self, plan: RunPlan, task: TaskPlan) -> None:
+        """Create a mapped task's children (or end it when it cannot map)."""
+        parent = self._runner(plan, task, task.run)
+        restored = isinstance(task.run.state, Mapped)
+        if not restored:
+            ended = blocked_map(plan, self.flow, task)
+            if ended is not None:
+                task.run.state = parent.transition(task.run.state, ended)
+                task.children = []
+                return
+        width = map_sources(plan, self.flow, task)
+        if isinstance(width, State):
+            task.run.state = parent.transition(task.run.state, width)
+            task.children = []
+            return
+        if not restored:
+            mapped = Mapped(f"Mapped into {width} children.")
+            task.run.state = parent.transition(task.run.state, mapped)
+        task.children = self._children(plan, task, width)
+        task.unfinished = sum(1 for c in task.children if not is_final(c.state))
+        if not task.unfinished:
+            task.gather_children()
+
+    def _children(self, plan: RunPlan, task: TaskPlan, width: int) -> list[TaskRunPlan]:
+        children, created = [], list[NewTaskRun]()
+        for index in range(width):
+            stored = plan.stored_children.get((task.slug, index))
+            if stored is not None:
+                state = self._stored_state(plan, stored)
+                children.append(TaskRunPlan(stored.id, stored.attempts, state, index))
+                continue
+            created.append(
+                NewTaskRun(uuid.uuid4().hex, task.slug, task.task.name, index)
+            )
+            children.append(TaskRunPlan(created[-1].id, 0, Pending(), index))
+        if created:
+            self.store.add_task_runs(plan.run_id, created, self.time.timestamp())
+        return children
+
+    def _runner(self, plan: RunPlan, task: TaskPlan, run: TaskRunPlan) -> TaskRunner:
+        env = RunEnvironment(plan.run_id, self.store, self.time, self.executor)
+        return TaskRunner(
+            task.task, task.slug, run.task_run_id, run.attempts, env, run.map_index
+        )
+
+    # Resume ------------------------------------------------------------------------------
     async def _resume(
         self, record: FlowRunRecord, parameters: Mapping[str, Any] | None
     ) -> RunPlan:
@@ -276,63 +383,93 @@ class FlowRunner:
             record.state, record.state_message, record.updated_at, None
         )
         plan = RunPlan(record.id, state, stored, record.created_at, resumed=True)
-        found = {r.task_slug: r for r in await self.store.list_task_runs(record.id)
-                 if r.map_index == -1}  # fmt: skip
+        task_runs = await self.store.list_task_runs(record.id)
+        found = {r.task_slug: r for r in task_runs if r.map_index == -1}
+        plan.stored_children = {
+            (r.task_slug, r.map_index): r for r in task_runs if r.map_index >= 0
+        }
+        with_details = [r.id for r in task_runs if r.state in ("Looped", "Paused",
+                                                                "Retrying")]  # fmt: skip
+        plan.stored_details = await self.store.latest_details(with_details)
+        running = [r.id for r in task_runs if r.state == "Running"]
+        plan.stored_loops = await self.store.latest_details(running, name="Looped")
         added: list[NewTaskRun] = []
         for task in flow.sorted_tasks():
             slug = flow.slugs[task]
             task_run = found.get(slug)
             if task_run is None:
                 added.append(NewTaskRun(uuid.uuid4().hex, slug, task.name))
-                plan.tasks[task] = TaskRunPlan(task, slug, added[-1].id, 0, Pending())
+                self._add_task(plan, task, TaskRunPlan(added[-1].id, 0, Pending()))
                 continue
-            plan.tasks[task] = TaskRunPlan(
-                task, slug, task_run.id, task_run.attempts, self._stored_state(task_run)
+            state = self._stored_state(plan, task_run)
+            self._add_task(
+                plan, task, TaskRunPlan(task_run.id, task_run.attempts, state)
             )
         if added:
             self.store.add_task_runs(record.id, added, self.time.timestamp())
         self._rerun_unstored_results(plan)
         return plan
 
-    def _stored_state(self, task_run: TaskRunRecord) -> State:
-        if task_run.state not in FINISHED_STATES:
-            if task_run.state != "Pending":
-                logger.info(
-                    "Task %r was %s when its run stopped; it will run again",
-                    task_run.task_name, task_run.state,
-                )  # fmt: skip
-            return Pending(f"Interrupted while {task_run.state}.")
+    def _stored_state(self, plan: RunPlan, task_run: TaskRunRecord) -> State:
+        name = task_run.state
+        loop = plan.stored_loops.get(task_run.id)
+        if loop is not None:  # cut short inside a loop: continue from its last round
+            result = LazyResult(partial(self.store.load_result, task_run.id))
+            logger.info("Task %r was cut short in a loop; it continues after round %s",
+                        task_run.task_name, loop.get("loop_count"))  # fmt: skip
+            return state_from_record("Looped", None, task_run.updated_at, loop, result)
+        if name not in KEPT_STATES and name not in ("Retrying", "Resume"):
+            if name != "Pending":
+                logger.info("Task %r was %s when its run stopped; it will run again",
+                            task_run.task_name, name)  # fmt: skip
+            return Pending(f"Interrupted while {name}.")
         result: Any = NoResult
         if task_run.has_result:
             result = LazyResult(partial(self.store.load_result, task_run.id))
+        details = plan.stored_details.get(task_run.id)
         return state_from_record(
-            task_run.state, task_run.state_message, task_run.updated_at, None, result
+            name, task_run.state_message, task_run.updated_at, details, result
         )
 
     def _rerun_unstored_results(self, plan: RunPlan) -> None:
         # A success whose result was not checkpointed must run again when a task that
         # has not finished needs its value.
-        for task, entry in plan.tasks.items():
-            state = entry.state
-            if (
-                not state.is_successful()
-                or state.has_result
-                or task.checkpoint is not False
-            ):
+        for task in plan.tasks.values():
+            state = task.run.state
+            if not state.is_successful() or state.has_result or task.mapped:
+                continue
+            if task.task.checkpoint is not False:
                 continue
             if any(
-                e.key is not None and not plan.tasks[e.downstream].state.is_finished()
-                for e in self.flow.edges_from(task)
+                e.key is not None and not is_final(plan.tasks[e.downstream].run.state)
+                for e in self.flow.edges_from(task.task)
             ):
-                entry.state = Pending("Result was not checkpointed; running again.")
+                task.run.state = Pending("Result was not checkpointed; running again.")
 
-    def _all_finished(self, plan: RunPlan) -> bool:
-        return all(p.state.is_finished() for p in plan.tasks.values())
+    # Helpers ---------------------------------------------------------------------------
+    def _add_task(self, plan: RunPlan, task: Any, run: TaskRunPlan) -> None:
+        mapped = is_mapped(self.flow, task)
+        slug = self.flow.slugs[task]
+        plan.tasks[task] = TaskPlan(task, slug, len(plan.tasks), mapped, run)
 
-    def _task_states(self, plan: RunPlan) -> dict[Task, State]:
+    def _reference_outcome(self, plan: RunPlan) -> State:
+        reference = [
+            state
+            for task in self.flow.reference_tasks()
+            for state in _outcomes(plan.tasks[task])
+        ]
+        if any(s.is_failed() for s in reference):
+            return Failed("Some reference tasks failed.")
+        if all(s.is_successful() for s in reference):
+            return Success("All reference tasks succeeded.")
+        return Success("No reference tasks failed.")
+
+    def _task_states(self, plan: RunPlan) -> dict[Any, State]:
         return {
-            task: entry.state if entry.state.is_finished() else Pending("Task not run.")
-            for task, entry in plan.tasks.items()
+            task: t.run.state
+            if not isinstance(t.run.state, Pending) or t.is_waiting_for_approval()
+            else Pending("Task not run.")
+            for task, t in plan.tasks.items()
         }
 
     def _flow_context(self, plan: RunPlan) -> dict[str, Any]:
@@ -353,6 +490,13 @@ class FlowRunner:
             values[key] = day.to_date_string()
             values[f"{key}_nodash"] = day.format("YYYYMMDD")
         return values
+
+
+def _outcomes(task: TaskPlan) -> list[State]:
+    # A mapped task's outcome is its children's (a failed child fails a reference task).
+    if isinstance(task.run.state, Mapped) and task.children:
+        return [child.state for child in task.children]
+    return [task.run.state]
 
 
 def _dump_parameters(params: dict[str, Any]) -> tuple[bytes, str]:

@@ -24,8 +24,11 @@ from durable.errors import SerializationError
 from durable.log import capture_prints
 from durable.states import (
     Failed,
+    Looped,
     NoResult,
+    Paused,
     Pending,
+    Resume,
     Retrying,
     Running,
     Skipped,
@@ -54,17 +57,32 @@ class RunEnvironment:
     executor: Executor
 
 
+def is_waiting_for_approval(state: State) -> bool:
+    """Whether a task run is paused until someone approves it."""
+    return isinstance(state, Paused) and state.start_time is None
+
+
 class TaskRunner:
     """Runs one task run: upstream checks, trigger, body with retries, checkpoints."""
 
     def __init__(
         self, task: Task, slug: str, task_run_id: str, attempts: int,
-        env: RunEnvironment,
+        env: RunEnvironment, map_index: int = -1,
     ) -> None:  # fmt: skip
         self.task, self.slug, self.task_run_id = task, slug, task_run_id
+        self.map_index = map_index
+        """The child's index for a mapped child, -1 otherwise."""
+        self.display_name = task.name if map_index < 0 else f"{task.name}[{map_index}]"
+        """How log lines name the task run."""
         self.attempts = attempts
         """Tries so far, counting tries cut short by a crash."""
         self.env = env
+        self.resumed = False
+        """Whether the run was approved after a pause (`context.resume`)."""
+        self.loop_count = 0
+        """LOOP iterations finished so far."""
+        self.loop_result: Any = None
+        """The result the last LOOP iteration passed on."""
         self.logger = logging.getLogger(f"durable.task.{task.name}")
         self._serializer = resolve_serializer(task.serializer)
         self._ended = False  # an ENDRUN signal fixed the state: no retry
@@ -76,23 +94,47 @@ class TaskRunner:
         constants: Mapping[str, Any],
     ) -> State:
         """Take the task run from `state` as far as it can go."""
+        if is_waiting_for_approval(state):
+            return state
+        state = self.restore(state)
+        if isinstance(state, Retrying) and state.start_time is not None:
+            await self.env.time.sleep_until(state.start_time)  # a resumed retry's delay
         with context.task_context(self._context_values()):
             state = self.check_upstream_finished(state, upstream)
             state = self.check_upstream_skipped(state, upstream)
             state = self.check_trigger(state, upstream)
-            if not state.is_pending():
+            if not state.is_pending() or is_waiting_for_approval(state):
                 return state
             inputs = self.gather_inputs(upstream, constants)
-            while True:
-                state = self.set_running(state)
-                state = await self.run_body(state, inputs)
-                state = self.check_for_retry(state)
-                if not isinstance(state, Retrying):
-                    return state
-                if state.start_time is not None:
-                    await self.env.time.sleep_until(state.start_time)
+            return await self.run_until_final(state, inputs)
+
+    async def run_until_final(self, state: State, inputs: dict[str, Any]) -> State:
+        """Run the body again and again through retries, loops and timed pauses."""
+        while True:
+            state = self.set_running(state)
+            state = await self.run_body(state, inputs)
+            state = self.check_for_retry(state)
+            if isinstance(state, Looped):
+                self.loop_count, self.loop_result = state.loop_count or 0, state.result
+                continue
+            if is_waiting_for_approval(state) or not isinstance(
+                state, Retrying | Paused
+            ):
+                return state
+            if state.start_time is not None:  # a retry's delay, or a timed pause
+                await self.env.time.sleep_until(state.start_time)
+            self.resumed = self.resumed or isinstance(state, Paused)
 
     # Steps -----------------------------------------------------------------------------
+    def restore(self, state: State) -> State:
+        """Pick up where a stored state left off: an approval, or a loop's last round."""
+        if isinstance(state, Resume):
+            self.resumed = True
+        if isinstance(state, Looped):
+            self.loop_count, self.loop_result = state.loop_count or 0, state.result
+            return Pending(f"Resuming loop after iteration {self.loop_count}.")
+        return state
+
     def check_upstream_finished(
         self, state: State, upstream: Sequence[tuple[Edge, State]]
     ) -> State:
@@ -159,7 +201,10 @@ class TaskRunner:
             return self.transition(state, TimedOut(f"Task timed out after {timeout}."))
         if kind == "signal":
             self._ended = isinstance(value, signals.ENDRUN)
-            return self.transition(state, value.state)
+            new = value.state
+            if isinstance(new, Looped):
+                new.loop_count = self.loop_count + 1
+            return self.transition(state, new)
         if kind == "error":
             new = Failed(f"Error during execution of task: {value!r}", result=value)
             return self.transition(state, new)
@@ -210,7 +255,9 @@ class TaskRunner:
             if isinstance(value, BaseException):
                 return (PICKLE.name, dump_exception(value))
             return None
-        if not isinstance(state, Success) or self.task.checkpoint is False:
+        # A loop's result is kept even without checkpointing: resume continues from it.
+        checkpointed = isinstance(state, Success) and self.task.checkpoint is not False
+        if not (checkpointed or isinstance(state, Looped)):
             return None
         serializers = [self._serializer]
         error: SerializationError | None = None
@@ -231,7 +278,7 @@ class TaskRunner:
         return error
 
     def _log_transition(self, state: State) -> None:
-        name = self.task.name
+        name = self.display_name
         if isinstance(state, Running):
             logger.info(
                 "Task %r: Starting task run (attempt %d)...", name, self.attempts
@@ -283,8 +330,11 @@ class TaskRunner:
             "task_slug": self.slug,
             "task_tags": self.task.tags,
             "task_run_id": self.task_run_id,
-            "map_index": None,
+            "map_index": None if self.map_index < 0 else self.map_index,
             "attempt": self.attempts,
             "task_run_count": self.attempts,
+            "resume": self.resumed,
+            "task_loop_count": self.loop_count + 1,
+            "task_loop_result": self.loop_result,
             "logger": self.logger,
         }

@@ -299,6 +299,26 @@ class Store:
         )
         return [_state(row) for row in rows]
 
+    async def latest_details(
+        self, task_run_ids: Sequence[str], *, name: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Return the details of each task run's latest state (of that name, if given).
+
+        Task runs without such a state are left out.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        only = "" if name is None else " AND name = ?"
+        for start in range(0, len(task_run_ids), 500):
+            chunk = list(task_run_ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._fetch(
+                "SELECT task_run_id, details FROM states WHERE id IN (SELECT MAX(id)"
+                f" FROM states WHERE task_run_id IN ({marks}){only} GROUP BY task_run_id)",
+                [*chunk, *([name] if name else [])],
+            )
+            found.update((row[0], json.loads(row[1]) if row[1] else {}) for row in rows)
+        return found
+
     async def list_logs(
         self, run_id: str, *, after_id: int = 0, limit: int = 10_000
     ) -> list[LogRecord]:

@@ -1,0 +1,1 @@
+"""Helpers Prefect 1 kept under `prefect.utilities`, at the same paths under `durable`."""
