@@ -123,8 +123,9 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 def finish(state: Any, run_id: str | None) -> NoReturn:
     """Print the run's outcome and exit 0 on success (or a pause), 1 otherwise."""
     if isinstance(state, Paused):
+        waiting = state.context.get("waiting") or ["TASK"]
         click.echo(f"Flow run {run_id} paused: {state.message} Approve with: durable "
-                   f"approve {run_id} TASK", err=True)  # fmt: skip
+                   f"approve {run_id} {waiting[0]}", err=True)  # fmt: skip
         sys.exit(0)
     ok = state.is_successful()
     hint = f"; see: durable show {run_id}" if run_id else ""

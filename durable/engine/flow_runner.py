@@ -186,10 +186,13 @@ class FlowRunner:
     def determine_final_state(self, state: State, plan: RunPlan) -> State:
         """Decide the flow run's state from its reference tasks (Prefect 1's rule)."""
         states = self._task_states(plan)
-        waiting = [t.slug for t in plan.tasks.values() if t.is_waiting_for_approval()]
+        waiting = [ref for t in plan.tasks.values() for ref in t.waiting_for_approval()]
         new: State
         if waiting:
-            new = Paused(f"Waiting for approval of {', '.join(waiting)}.")
+            new = Paused(
+                f"Waiting for approval of {', '.join(waiting)}.",
+                context={"waiting": waiting},
+            )
         elif not all(plan.tasks[t].is_complete for t in self.flow.terminal_tasks()):
             state.result = states
             return state
@@ -467,7 +470,7 @@ class FlowRunner:
     def _task_states(self, plan: RunPlan) -> dict[Any, State]:
         return {
             task: t.run.state
-            if not isinstance(t.run.state, Pending) or t.is_waiting_for_approval()
+            if not isinstance(t.run.state, Pending) or t.waiting_for_approval()
             else Pending("Task not run.")
             for task, t in plan.tasks.items()
         }

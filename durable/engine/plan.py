@@ -76,9 +76,13 @@ class TaskPlan:
         """The task's run and its children's."""
         return [self.run, *(self.children or [])]
 
-    def is_waiting_for_approval(self) -> bool:
-        """Whether the task, or one of its children, waits for someone's approval."""
-        return any(is_waiting_for_approval(r.state) for r in self.runs())
+    def waiting_for_approval(self) -> list[str]:
+        """The task runs (`slug`, or `slug[i]` for a child) that wait for approval."""
+        return [
+            self.slug if run.map_index < 0 else f"{self.slug}[{run.map_index}]"
+            for run in self.runs()
+            if is_waiting_for_approval(run.state)
+        ]
 
 
 @dataclass(slots=True)
