@@ -184,8 +184,11 @@ def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | 
     from durable.engine.flow_runner import new_run_id
 
     run_id = run_id or new_run_id()
+    parameters = parse_params(params)
+    with reported(settings):
+        flow.validate_parameters(parameters)  # a bad parameter is one line, no run id
     click.echo(f"Flow run {run_id} of flow {flow.name!r}", err=True)
-    state = _run_flow(settings, flow, parameters=parse_params(params), run_id=run_id,
+    state = _run_flow(settings, flow, parameters=parameters, run_id=run_id,
                       durability=durability or _env_durability())  # fmt: skip
     finish(state, run_id)
 

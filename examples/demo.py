@@ -12,7 +12,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,14 +36,42 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
+def database() -> str:
+    """The database the demo runs on (the default one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "durable", "db", "path"], text=True, capture_output=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def wait_until_recorded_running(db: str, run_id: str, slug: str) -> None:
+    """Wait (a few ms) until the task run's Running checkpoint is committed.
+
+    The log line comes as the checkpoint is queued; killing before it commits would make
+    the story less clear (the task would restart at attempt 1), not less correct.
+    """
+    tick = threading.Event()
+    for _ in range(1000):
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            found = conn.execute(
+                "SELECT state FROM task_runs WHERE flow_run_id = ? AND task_slug = ?",
+                (run_id, slug),
+            ).fetchone()
+        if found is not None and found != ("Pending",):
+            return
+        tick.wait(0.005)
+
+
 def run_and_kill(run_id: str) -> None:
     """Start the flow and kill -9 it once `transform` has started."""
     banner(f"1. Running flow 'etl' as run {run_id}; it will be killed mid-way")
+    db = database()
     child = durable("run", str(FLOW_FILE), "--run-id", run_id, stderr=subprocess.PIPE)
     assert child.stderr is not None
     for line in child.stderr:
         print("   " + line, end="", flush=True)
         if KILL_WHEN in line:
+            wait_until_recorded_running(db, run_id, "transform-1")
             os.kill(child.pid, signal.SIGKILL)
             break
     child.wait()
@@ -62,10 +92,7 @@ def resume(run_id: str) -> int:
 
 def summarize(run_id: str) -> None:
     """Say which tasks were skipped on resume and which ran, from the run's history."""
-    db = subprocess.run(
-        [sys.executable, "-m", "durable", "db", "path"], text=True, capture_output=True,
-        check=True,
-    ).stdout.strip()  # fmt: skip
+    db = database()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute(
             "SELECT t.task_slug, t.state, t.attempts,"

@@ -123,11 +123,12 @@ class CheckpointWriter:
             self._raise_if_failed()
 
     def close(self) -> None:
-        """Commit what is queued (logs included), then stop the thread."""
+        """Commit what is queued (logs included), stop the thread, close the connection."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join()
+        self._conn.close()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
