@@ -21,7 +21,9 @@ def page_numbers(n_pages: int) -> list[int]:
 @task(max_retries=2, retry_delay=0)
 def fetch(page: int, site: str) -> str:
     """Fetch one page (here: make up its content)."""
-    return f"{site}/page/{page}: " + hashlib.sha256(f"{site}{page}".encode()).hexdigest()
+    return (
+        f"{site}/page/{page}: " + hashlib.sha256(f"{site}{page}".encode()).hexdigest()
+    )
 
 
 @task

@@ -415,20 +415,18 @@ class FlowRunner:
 
     def _stored_state(self, plan: RunPlan, task_run: TaskRunRecord) -> State:
         name = task_run.state
+        stored = LazyResult(partial(self.store.load_result, task_run.id))
         loop = plan.stored_loops.get(task_run.id)
         if loop is not None:  # cut short inside a loop: continue from its last round
-            result = LazyResult(partial(self.store.load_result, task_run.id))
             logger.info("Task %r was cut short in a loop; it continues after round %s",
                         task_run.task_name, loop.get("loop_count"))  # fmt: skip
-            return state_from_record("Looped", None, task_run.updated_at, loop, result)
+            return state_from_record("Looped", None, task_run.updated_at, loop, stored)
         if name not in KEPT_STATES and name not in ("Retrying", "Resume"):
             if name != "Pending":
                 logger.info("Task %r was %s when its run stopped; it will run again",
                             task_run.task_name, name)  # fmt: skip
             return Pending(f"Interrupted while {name}.")
-        result: Any = NoResult
-        if task_run.has_result:
-            result = LazyResult(partial(self.store.load_result, task_run.id))
+        result: Any = stored if task_run.has_result else NoResult
         details = plan.stored_details.get(task_run.id)
         return state_from_record(
             name, task_run.state_message, task_run.updated_at, details, result

@@ -29,14 +29,16 @@ async def approve(db: Path, run_id: str, slug: str) -> None:
 
 
 class TestLoop:
-    async def test_a_looping_task_sees_the_last_result_and_count(self, db: Path) -> None:
+    async def test_a_looping_task_sees_the_last_result_and_count(
+        self, db: Path
+    ) -> None:
         seen: list[tuple[int, Any]] = []
 
         @task
         def count_to(n: int) -> int:
             loop_count, previous = context.task_loop_count, context.task_loop_result
             seen.append((loop_count, previous))
-            total = (previous or 0) + loop_count
+            total: int = (previous or 0) + loop_count
             if loop_count < n:
                 raise signals.LOOP(result=total)
             return total
@@ -59,7 +61,7 @@ class TestLoop:
 
         @task
         async def looper() -> int:
-            count = context.task_loop_count
+            count: int = context.task_loop_count
             seen.append(count)
             if count == 3:
                 await gate.wait()
@@ -110,7 +112,12 @@ class TestPause:
         assert state.is_successful()
         assert state.result[result].result == 2
         assert calls == ["before", "gated"]
-        assert history(db, "r1", "gated-1") == ["Paused", "Resume", "Running", "Success"]
+        assert history(db, "r1", "gated-1") == [
+            "Paused",
+            "Resume",
+            "Running",
+            "Success",
+        ]
 
     async def test_pause_task_stops_the_body_until_approved(self, db: Path) -> None:
         calls: list[bool] = []

@@ -62,7 +62,9 @@ class TestMap:
             summed = total(square.map(numbers(4)))
         assert (await run(flow, db)).result[summed].result == 14
 
-    async def test_an_empty_input_maps_to_no_children_and_succeeds(self, db: Path) -> None:
+    async def test_an_empty_input_maps_to_no_children_and_succeeds(
+        self, db: Path
+    ) -> None:
         @task
         def square(x: int) -> int:
             return x * x
