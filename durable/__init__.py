@@ -22,6 +22,7 @@ from durable.errors import (
     SerializationError,
     StoreError,
 )
+from durable.tasks.control_flow import case, ifelse, merge, switch
 
 __version__ = "0.1.0"
 
@@ -41,10 +42,14 @@ __all__ = [
     "SerializationError",
     "StoreError",
     "Task",
+    "case",
     "context",
     "flatten",
+    "ifelse",
+    "merge",
     "signals",
     "states",
+    "switch",
     "task",
     "triggers",
     "unmapped",

@@ -7,10 +7,7 @@ slugs key a run's checkpoints. `flow.run()` hands the flow to the engine.
 from __future__ import annotations
 
 import copy as copying
-import hashlib
-import inspect
 import itertools
-import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, KeysView, Mapping
@@ -18,10 +15,13 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+from durable.core.diagram import draw
 from durable.core.edge import Edge, EdgeAnnotation, Graph, flatten, unmapped
+from durable.core.identity import defined_at, fingerprint
+from durable.core.listeners import notify_added, unheard
 from durable.core.options import run_signature, with_failure_handler
 from durable.core.parameter import Parameter, check_parameters
-from durable.core.task import Constant, FunctionTask, Task
+from durable.core.task import Constant, Task
 from durable.errors import ConfigurationError
 from durable.states import State
 
@@ -76,7 +76,7 @@ class Flow:
         )
         self.terminal_state_handler = terminal_state_handler
         """Called as `(flow, state, reference_task_states)`; may replace the final state."""
-        self.source_path, self._source_module = _defined_at(self)
+        self.source_path, self._source_module = defined_at(self)
         """The absolute path of the file that built the flow (None if not a file)."""
         self._tokens: list[Token[Flow | None]] = []
         self._reset_graph()
@@ -153,6 +153,8 @@ class Flow:
         self.slugs[task], self._by_slug[slug] = slug, task
         if isinstance(task, Parameter):
             self._parameters[task.name] = task
+        elif not isinstance(task, Constant):
+            notify_added(self, task)  # e.g. an enclosing `case` block
         return task
 
     def add_edge(
@@ -311,29 +313,37 @@ class Flow:
         Loading the same file twice gives the same fingerprint; adding or removing a
         task, an edge or a constant argument changes it. Constant values do not count.
         """
-        slugs = self.slugs
-        tasks = sorted(
-            [slugs[t], self._type_name(t), _function_name(t)] for t in self._graph.tasks
-        )
-        edges = sorted(
-            [slugs[e.upstream], slugs[e.downstream], e.key or "", e.mapped, e.flattened]
-            for e in self._graph.edges
-        )
-        constants = sorted(
-            [slugs[t], sorted(values)] for t, values in self.constants.items() if values
-        )
-        shape = json.dumps([tasks, edges, constants], separators=(",", ":"))
-        return hashlib.sha256(shape.encode()).hexdigest()
+        return fingerprint(self, self._source_module)
+
+    def visualize(
+        self,
+        flow_state: State | None = None,
+        filename: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """Return the DAG as text, one line per task; write it to `filename` if given.
+
+        Prefect 1 drew the graph with graphviz; this draws it as text, so it needs no
+        system package. Each line is a task's slug, its state when `flow_state` (what
+        `flow.run()` returned) is given, and its upstream tasks with their argument
+        names; mapped edges are marked `<map>`. Print the text to see it: unlike
+        Prefect's, nothing is displayed. The file, when asked for, ends with a newline.
+        """
+        text = draw(self, flow_state)
+        if filename is not None:
+            with open(filename, "w", encoding="utf-8") as out:
+                out.write(f"{text}\n" if text else "")
+        return text
 
     def copy(self) -> Flow:
         """Return a copy with the same tasks, edges, constants and slugs."""
         new = copying.copy(self)
         new._tokens, new.state_handlers = [], list(self.state_handlers)
         new._reset_graph()
-        for task in self._graph.tasks:
-            new.add_task(task)
-        for edge in self._graph.edges:
-            new.add_edge(*_fields(edge), validate=False)
+        with unheard():  # the tasks are not new: an enclosing `case` leaves them be
+            for task in self._graph.tasks:
+                new.add_task(task)
+            for edge in self._graph.edges:
+                new.add_edge(*_fields(edge), validate=False)
         for task, values in self.constants.items():
             new.constants[task].update(values)
         new._reference_tasks = dict(self._reference_tasks)
@@ -437,14 +447,6 @@ class Flow:
         self._check_key(task, key)
         self.constants[task][key] = value
 
-    def _type_name(self, task: Task) -> str:
-        # Classes from the flow's own file are named without their module, which is
-        # "__main__" when run as a script and another name when loaded by the CLI.
-        cls = type(task)
-        if cls.__module__ == self._source_module:
-            return cls.__qualname__
-        return f"{cls.__module__}.{cls.__qualname__}"
-
 
 def _fields(edge: Edge) -> tuple[Task, Task, str | None, bool, bool]:
     return edge.upstream, edge.downstream, edge.key, edge.mapped, edge.flattened
@@ -457,27 +459,3 @@ def _unwrap(item: object, mapped: bool) -> tuple[object, bool, bool]:
         is_flat = is_flat or isinstance(item, flatten)
         item = item.value
     return item, is_mapped, is_flat
-
-
-def _function_name(task: Task) -> str:
-    if isinstance(task, FunctionTask):
-        return str(getattr(task.fn, "__qualname__", ""))
-    return ""
-
-
-def _defined_at(flow: Flow) -> tuple[str | None, str | None]:
-    """Return the file and module that called `Flow(...)`, skipping subclass inits."""
-    frame = inspect.currentframe()
-    try:
-        frame = frame.f_back if frame is not None else None
-        while frame is not None and (
-            frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is flow
-        ):
-            frame = frame.f_back
-        if frame is None:
-            return None, None
-        filename = frame.f_code.co_filename
-        path = os.path.abspath(filename) if os.path.isfile(filename) else None
-        return path, frame.f_globals.get("__name__")
-    finally:
-        del frame
