@@ -18,6 +18,7 @@ from durable import context, signals
 from durable.core.edge import Edge
 from durable.core.parameter import Parameter
 from durable.core.task import Task
+from durable.engine.caching import cache_result, check_cached
 from durable.engine.executors import Executor
 from durable.engine.runner import as_transition, call_handlers
 from durable.errors import SerializationError
@@ -102,6 +103,7 @@ class TaskRunner:
         with context.task_context(self._context_values()):
             state = self.check_upstream_finished(state, upstream)
             state = self.check_upstream_skipped(state, upstream)
+            state = await check_cached(self, state, upstream, constants)
             state = self.check_trigger(state, upstream)
             if not state.is_pending() or is_waiting_for_approval(state):
                 return state
@@ -208,7 +210,7 @@ class TaskRunner:
         if kind == "error":
             new = Failed(f"Error during execution of task: {value!r}", result=value)
             return self.transition(state, new)
-        return self.transition(state, Success("Task run succeeded.", result=value))
+        return self.transition(state, await cache_result(self, value, inputs))
 
     def check_for_retry(self, state: State) -> State:
         """Turn a failure into Retrying while retries remain (and `retry_on` matches)."""

@@ -65,3 +65,35 @@ class LogRecord:
     level: int
     logger: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntryRecord:
+    """One cached task result, without its value (`Store.load_cache_value` reads it)."""
+
+    id: int
+    cache_key: str
+    map_index: int
+    flow_run_id: str
+    task_run_id: str
+    serializer: str
+    hashed_inputs: dict[str, str]
+    hashed_parameters: dict[str, str]
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewCacheEntry:
+    """A cached task result to store: its value serialized, its inputs fingerprinted."""
+
+    cache_key: str
+    map_index: int
+    flow_run_id: str
+    task_run_id: str
+    serializer: str
+    value: bytes
+    hashed_inputs: dict[str, str]
+    hashed_parameters: dict[str, str]
+    created_at: float
+    expires_at: float

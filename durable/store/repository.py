@@ -27,7 +27,14 @@ from durable.store.connection import (
     migrate,
     resolve_db_path,
 )
-from durable.store.records import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from durable.store.records import (
+    CacheEntryRecord,
+    FlowRunRecord,
+    LogRecord,
+    NewCacheEntry,
+    StateRecord,
+    TaskRunRecord,
+)
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
@@ -138,6 +145,11 @@ class Store:
             raise StoreError(f"Database {str(self.path)!r} was opened read-only")
         return self._writer
 
+    @property
+    def results_dir(self) -> Path:
+        """Where files beside the database go: relative targets resolve under it."""
+        return self.path.parent / "results"
+
     async def flush(self) -> None:
         """Wait until every queued write is committed."""
         await self.writer.flush()
@@ -240,6 +252,31 @@ class Store:
 
         self.writer.submit(write)
 
+    def save_cache_entry(self, entry: NewCacheEntry) -> None:
+        """Queue a cached task result, dropping the expired entries of its key.
+
+        The engine queues it just before the task run's Cached state: it commits with
+        that state (usually in the same transaction) or before it, never after.
+        """
+        e = entry
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM cache WHERE cache_key = ? AND map_index = ?"
+                " AND expires_at <= ?",
+                (e.cache_key, e.map_index, e.created_at),
+            )
+            conn.execute(
+                "INSERT INTO cache (cache_key, map_index, flow_run_id, task_run_id,"
+                " serializer, value, hashed_inputs, hashed_parameters, created_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.cache_key, e.map_index, e.flow_run_id, e.task_run_id, e.serializer,
+                 e.value, json.dumps(e.hashed_inputs), json.dumps(e.hashed_parameters),
+                 e.created_at, e.expires_at),
+            )  # fmt: skip
+
+        self.writer.submit(write)
+
     # Reads -----------------------------------------------------------------------------
     async def find_flow_run(self, run_id: str) -> FlowRunRecord | None:
         """Return the flow run with exactly this id, or None."""
@@ -319,6 +356,26 @@ class Store:
             found.update((row[0], json.loads(row[1]) if row[1] else {}) for row in rows)
         return found
 
+    async def find_cache_entries(
+        self, cache_key: str, map_index: int, *, now: float, limit: int = 100
+    ) -> list[CacheEntryRecord]:
+        """Return the unexpired cache entries of a key and map index, newest first."""
+        rows = await self._fetch(
+            "SELECT id, cache_key, map_index, flow_run_id, task_run_id, serializer,"
+            " hashed_inputs, hashed_parameters, created_at, expires_at FROM cache"
+            " WHERE cache_key = ? AND map_index = ? AND expires_at > ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (cache_key, map_index, now, limit),
+        )
+        return [_cache_entry(row) for row in rows]
+
+    async def load_cache_value(self, entry_id: int) -> tuple[str, bytes] | None:
+        """Return a cache entry's (serializer name, value bytes), or None if it is gone."""
+        rows = await self._fetch(
+            "SELECT serializer, value FROM cache WHERE id = ?", (entry_id,)
+        )
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
     async def list_logs(
         self, run_id: str, *, after_id: int = 0, limit: int = 10_000
     ) -> list[LogRecord]:
@@ -367,6 +424,14 @@ class Store:
             return list(await self._reader.execute_fetchall(sql, tuple(args)))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
+
+
+def _cache_entry(row: Any) -> CacheEntryRecord:
+    return CacheEntryRecord(
+        id=row[0], cache_key=row[1], map_index=row[2], flow_run_id=row[3],
+        task_run_id=row[4], serializer=row[5], hashed_inputs=json.loads(row[6]),
+        hashed_parameters=json.loads(row[7]), created_at=row[8], expires_at=row[9],
+    )  # fmt: skip
 
 
 def _task_run(row: Any) -> TaskRunRecord:

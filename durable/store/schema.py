@@ -89,7 +89,27 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_flow_run ON logs (flow_run_id, id);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1,)
+V2 = """
+-- Cached task results (cache_for): found by cache_key (shared across tasks and flows)
+-- and map index, newest first. An entry holds its own copy of the value, so it outlives
+-- the run that wrote it and a restarted task run cannot change it.
+CREATE TABLE cache (
+    id                INTEGER PRIMARY KEY,
+    cache_key         TEXT NOT NULL,
+    map_index         INTEGER NOT NULL DEFAULT -1,
+    flow_run_id       TEXT NOT NULL,
+    task_run_id       TEXT NOT NULL,
+    serializer        TEXT NOT NULL,
+    value             BLOB NOT NULL,
+    hashed_inputs     TEXT NOT NULL,
+    hashed_parameters TEXT NOT NULL,
+    created_at        REAL NOT NULL,
+    expires_at        REAL NOT NULL
+);
+CREATE INDEX cache_by_key ON cache (cache_key, map_index, created_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
