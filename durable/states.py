@@ -303,10 +303,26 @@ class Success(Finished):
 
 
 class Cached(Success):
-    """Finished by reusing an earlier result."""
+    """Finished by reusing an earlier result (or by storing one for later reuse)."""
 
     color = "#ffa500"
     __slots__ = ()
+
+    @property
+    def cached_result_expiration(self) -> DateTime | None:
+        """When the cached value goes stale (Prefect 1's attribute)."""
+        seconds = self.context.get("cached_result_expiration")
+        return None if seconds is None else from_timestamp(seconds)
+
+    @property
+    def hashed_inputs(self) -> dict[str, str]:
+        """A fingerprint of each input the value was computed from."""
+        return dict(self.context.get("hashed_inputs") or {})
+
+    @property
+    def hashed_parameters(self) -> dict[str, str]:
+        """A fingerprint of each flow parameter the value was computed under."""
+        return dict(self.context.get("hashed_parameters") or {})
 
 
 class Mapped(Success):

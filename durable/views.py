@@ -100,6 +100,8 @@ def print_run(detail: RunDetail) -> None:
     table = Table("Task run", "State", "Attempts", "Duration", "Message", box=None)
     for t in detail.task_runs:
         slug = t.task_slug if t.map_index < 0 else f"{t.task_slug}[{t.map_index}]"
+        if t.run_name:
+            slug = f"{slug} ({t.run_name})"
         table.add_row(plain(slug), state_text(t.state), str(t.attempts),
                       took(t.started_at, t.ended_at), plain(t.state_message))  # fmt: skip
     console.print(table)

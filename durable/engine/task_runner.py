@@ -108,6 +108,9 @@ class TaskRunner:
             if not state.is_pending() or is_waiting_for_approval(state):
                 return state
             inputs = self.gather_inputs(upstream, constants)
+            state = self.set_task_run_name(state, inputs)
+            if not state.is_pending():
+                return state
             return await self.run_until_final(state, inputs)
 
     async def run_until_final(self, state: State, inputs: dict[str, Any]) -> State:
@@ -185,6 +188,27 @@ class TaskRunner:
                 value = upstream_state.result
                 inputs[edge.key] = None if value is NoResult else value
         return inputs
+
+    def set_task_run_name(self, state: State, inputs: Mapping[str, Any]) -> State:
+        """Name the task run from the task's `task_run_name` template or callable.
+
+        The template is filled from the parameters, the context and the task's inputs
+        (later wins), as in Prefect 1.
+        """
+        template = self.task.task_run_name
+        if template is None:
+            return state
+        values = {**context.get("parameters", {}), **context.to_dict(), **inputs}
+        try:
+            name = str(
+                template(**values) if callable(template) else template.format(**values)
+            )
+        except Exception as exc:  # noqa: BLE001 (the user's template or callable failed)
+            message = f"Cannot fill task_run_name {template!r}: {exc!r}"
+            return self.transition(state, Failed(message, result=exc))
+        self.display_name = name
+        self.env.store.name_task_run(self.task_run_id, name)
+        return state
 
     def set_running(self, state: State) -> State:
         """Count a new attempt and enter Running."""

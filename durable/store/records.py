@@ -39,6 +39,8 @@ class TaskRunRecord:
     started_at: float | None
     ended_at: float | None
     updated_at: float
+    run_name: str | None = None
+    """The name its task's `task_run_name` gave it, if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ FLOW_RUN_COLUMNS = (
 )
 TASK_RUN_COLUMNS = (
     "id, flow_run_id, task_slug, task_name, map_index, state, state_message, attempts, "
-    "has_result, started_at, ended_at, updated_at"
+    "has_result, started_at, ended_at, updated_at, run_name"
 )
 
 
@@ -252,6 +252,15 @@ class Store:
 
         self.writer.submit(write)
 
+    def name_task_run(self, task_run_id: str, run_name: str) -> None:
+        """Queue the name a task run gets from its task's `task_run_name`."""
+        self.writer.submit(
+            lambda conn: conn.execute(
+                "UPDATE task_runs SET run_name = ? WHERE id = ?",
+                (run_name, task_run_id),
+            )
+        )
+
     def save_cache_entry(self, entry: NewCacheEntry) -> None:
         """Queue a cached task result, dropping the expired entries of its key.
 
@@ -439,6 +448,7 @@ def _task_run(row: Any) -> TaskRunRecord:
         id=row[0], flow_run_id=row[1], task_slug=row[2], task_name=row[3],
         map_index=row[4], state=row[5], state_message=row[6], attempts=row[7],
         has_result=bool(row[8]), started_at=row[9], ended_at=row[10], updated_at=row[11],
+        run_name=row[12],
     )  # fmt: skip
 
 

@@ -109,7 +109,12 @@ CREATE TABLE cache (
 CREATE INDEX cache_by_key ON cache (cache_key, map_index, created_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2)
+V3 = """
+-- A task run's own name, from the task's task_run_name template (NULL: use the task's).
+ALTER TABLE task_runs ADD COLUMN run_name TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from durable import Flow, signals, task, triggers
+from durable import Flow, Parameter, signals, task, triggers
 from durable.states import Failed, Skipped, State, Success, TimedOut, TriggerFailed
 from durable.timesource import FakeTime
 from tests.engine.helpers import history, rows, run, run_on_fake_time
@@ -259,3 +259,44 @@ class TestCheckForRetry:
 def flow_run(db: Path) -> str:
     [(run_id,)] = rows(db, "SELECT id FROM flow_runs")
     return str(run_id)
+
+
+class TestSetTaskRunName:
+    async def test_each_task_run_is_named_from_its_inputs(self, db: Path) -> None:
+        @task(task_run_name="square {x}")
+        def square(x: int) -> int:
+            return x * x
+
+        with Flow("f") as flow:
+            square.map([2, 3])
+        await run(flow, db)
+        names = rows(
+            db, "SELECT map_index, run_name FROM task_runs WHERE task_slug = 'square-1'"
+            " ORDER BY map_index",
+        )  # fmt: skip
+        assert names == [(-1, None), (0, "square 2"), (1, "square 3")]
+
+    async def test_a_callable_name_gets_parameters_and_context(self, db: Path) -> None:
+        @task(task_run_name=lambda **k: f"{k['flow_name']}:{k['day']}")
+        def daily(day: str) -> str:
+            return day
+
+        with Flow("f") as flow:
+            daily(Parameter("day", default="mon"))
+        await run(flow, db)
+        assert rows(
+            db, "SELECT run_name FROM task_runs WHERE task_slug = 'daily-1'"
+        ) == [("f:mon",)]
+
+    async def test_a_template_that_cannot_be_filled_fails_the_task(
+        self, db: Path
+    ) -> None:
+        @task(task_run_name="{missing}")
+        def named() -> int:
+            return 1
+
+        with Flow("f") as flow:
+            n = named()
+        state = await run(flow, db)
+        assert isinstance(state.result[n], Failed)
+        assert "task_run_name" in (state.result[n].message or "")

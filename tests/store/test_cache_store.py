@@ -10,7 +10,7 @@ import pytest
 from durable.errors import StoreError
 from durable.store import Store, connection
 from durable.store.records import NewCacheEntry
-from durable.store.schema import APPLICATION_ID, V1, V2
+from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION, V1, V2
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ class TestMigrationToV2:
         finally:
             await store.close()
         assert run.state == "Success"
-        assert schema_version(db) == 2
+        assert schema_version(db) == SCHEMA_VERSION
 
     async def test_a_failing_migration_leaves_the_v1_schema_untouched(
         self, db: Path, monkeypatch: pytest.MonkeyPatch
