@@ -26,8 +26,7 @@ from durable.errors import DurableError, SchemaTooNewError, StoreError
 from durable.states import Paused
 from durable.store import Store, resolve_db_path
 from durable.store.connection import Durability
-from durable.store.records import FlowRunRecord, LogRecord, TaskRunRecord
-from durable.store.repository import Transition
+from durable.store.records import FlowRunRecord, LogRecord, TaskRunRecord, Transition
 from durable.timesource import SYSTEM_TIME
 
 T = TypeVar("T")

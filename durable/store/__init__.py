@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from durable.store.connection import default_db_path, resolve_db_path
-from durable.store.repository import NewTaskRun, Store, Transition
+from durable.store.records import NewTaskRun, Transition
+from durable.store.repository import Store
 from durable.store.serializers import (
     JSONSerializer,
     PickleSerializer,

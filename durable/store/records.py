@@ -99,3 +99,24 @@ class NewCacheEntry:
     hashed_parameters: dict[str, str]
     created_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change to record: the state's name, message, time and details."""
+
+    name: str
+    message: str | None
+    timestamp: float
+    details: dict[str, Any] | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewTaskRun:
+    """A task run to create, Pending, when its flow run starts."""
+
+    id: str
+    slug: str
+    name: str
+    map_index: int = -1

@@ -11,13 +11,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from durable.errors import RunNotFoundError, StoreError
+from durable.store import rows
 from durable.store.connection import (
     Durability,
     check_existing,
@@ -32,45 +32,13 @@ from durable.store.records import (
     FlowRunRecord,
     LogRecord,
     NewCacheEntry,
+    NewTaskRun,
     StateRecord,
     TaskRunRecord,
+    Transition,
 )
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
-
-FLOW_RUN_COLUMNS = (
-    "r.id, r.flow_name, f.version, r.fingerprint, r.source_path, r.state, "
-    "r.state_message, r.created_at, r.started_at, r.ended_at, r.updated_at"
-)
-TASK_RUN_COLUMNS = (
-    "id, flow_run_id, task_slug, task_name, map_index, state, state_message, attempts, "
-    "has_result, started_at, ended_at, updated_at, run_name"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A state change to record: the state's name, message, time and details."""
-
-    name: str
-    message: str | None
-    timestamp: float
-    details: dict[str, Any] | None
-    finished: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NewTaskRun:
-    """A task run to create, Pending, when its flow run starts."""
-
-    id: str
-    slug: str
-    name: str
-    map_index: int = -1
-
-
-def _details_json(details: dict[str, Any] | None) -> str | None:
-    return json.dumps(details) if details else None
 
 
 class Store:
@@ -179,7 +147,7 @@ class Store:
         now = transition.timestamp
 
         def write(conn: sqlite3.Connection) -> None:
-            flow_id = _flow_version(conn, flow_name, fingerprint, source_path, now)
+            flow_id = rows.flow_version(conn, flow_name, fingerprint, source_path, now)
             conn.execute(
                 "INSERT INTO flow_runs (id, flow_id, flow_name, fingerprint, source_path,"
                 " state, state_message, parameters, parameters_serializer, created_at,"
@@ -187,8 +155,8 @@ class Store:
                 (run_id, flow_id, flow_name, fingerprint, source_path, transition.name,
                  transition.message, parameters, parameters_serializer, now, now),
             )  # fmt: skip
-            _append_state(conn, run_id, None, transition)
-            _insert_task_runs(conn, run_id, task_runs, now)
+            rows.append_state(conn, run_id, None, transition)
+            rows.insert_task_runs(conn, run_id, task_runs, now)
 
         self.writer.submit(write)
 
@@ -196,7 +164,9 @@ class Store:
         self, run_id: str, task_runs: Sequence[NewTaskRun], now: float
     ) -> None:
         """Queue Pending task runs for tasks that a resumed flow has gained."""
-        self.writer.submit(lambda conn: _insert_task_runs(conn, run_id, task_runs, now))
+        self.writer.submit(
+            lambda conn: rows.insert_task_runs(conn, run_id, task_runs, now)
+        )
 
     def record_flow_run_state(self, run_id: str, transition: Transition) -> None:
         """Queue a flow run's state change."""
@@ -211,7 +181,7 @@ class Store:
                 (t.name, t.message, t.timestamp, t.name, t.timestamp, t.finished,
                  t.timestamp, run_id),
             )  # fmt: skip
-            _append_state(conn, run_id, None, t)
+            rows.append_state(conn, run_id, None, t)
 
         self.writer.submit(write)
 
@@ -240,7 +210,7 @@ class Store:
                 (t.name, t.message, attempts, t.timestamp, result is not None, running,
                  t.timestamp, t.finished, t.timestamp, task_run_id),
             )  # fmt: skip
-            _append_state(conn, run_id, task_run_id, t)
+            rows.append_state(conn, run_id, task_run_id, t)
             if result is not None:
                 conn.execute(
                     "INSERT INTO results (task_run_id, serializer, value, created_at)"
@@ -289,25 +259,25 @@ class Store:
     # Reads -----------------------------------------------------------------------------
     async def find_flow_run(self, run_id: str) -> FlowRunRecord | None:
         """Return the flow run with exactly this id, or None."""
-        rows = await self._fetch(
-            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+        fetched = await self._fetch(
+            f"SELECT {rows.FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
             " WHERE r.id = ?",
             (run_id,),
         )
-        return FlowRunRecord(*rows[0]) if rows else None
+        return FlowRunRecord(*fetched[0]) if fetched else None
 
     async def get_flow_run(self, run_id: str) -> FlowRunRecord:
         """Return the flow run with this id, or the only one whose id starts with it."""
-        rows = await self._fetch(
-            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+        fetched = await self._fetch(
+            f"SELECT {rows.FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
             " WHERE r.id >= ? AND r.id < ? ORDER BY r.id = ? DESC LIMIT 2",
             (run_id, run_id + "\uffff", run_id),
         )
-        if not rows or not rows[0][0].startswith(run_id):
+        if not fetched or not fetched[0][0].startswith(run_id):
             raise RunNotFoundError(run_id)
-        if rows[0][0] != run_id and len(rows) > 1:
+        if fetched[0][0] != run_id and len(fetched) > 1:
             raise RunNotFoundError(run_id, detail="that prefix matches several runs")
-        return FlowRunRecord(*rows[0])
+        return FlowRunRecord(*fetched[0])
 
     async def list_flow_runs(
         self, *, flow_name: str | None = None, state: str | None = None, limit: int = 50
@@ -321,29 +291,29 @@ class Store:
             clauses.append("r.state = ?")
             args.append(state)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._fetch(
-            f"SELECT {FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
+        fetched = await self._fetch(
+            f"SELECT {rows.FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
             f" {where} ORDER BY r.created_at DESC, r.id LIMIT ?",
             (*args, limit),
         )
-        return [FlowRunRecord(*row) for row in rows]
+        return [FlowRunRecord(*row) for row in fetched]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunRecord]:
         """Return a flow run's task runs, in the order they were created."""
-        rows = await self._fetch(
-            f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE flow_run_id = ? ORDER BY rowid",
+        fetched = await self._fetch(
+            f"SELECT {rows.TASK_RUN_COLUMNS} FROM task_runs WHERE flow_run_id = ? ORDER BY rowid",
             (run_id,),
         )
-        return [_task_run(row) for row in rows]
+        return [rows.task_run(row) for row in fetched]
 
     async def list_states(self, run_id: str) -> list[StateRecord]:
         """Return every transition of a flow run and its task runs, oldest first."""
-        rows = await self._fetch(
+        fetched = await self._fetch(
             "SELECT id, flow_run_id, task_run_id, name, message, timestamp, details"
             " FROM states WHERE flow_run_id = ? ORDER BY id",
             (run_id,),
         )
-        return [_state(row) for row in rows]
+        return [rows.state(row) for row in fetched]
 
     async def latest_details(
         self, task_run_ids: Sequence[str], *, name: str | None = None
@@ -357,54 +327,56 @@ class Store:
         for start in range(0, len(task_run_ids), 500):
             chunk = list(task_run_ids[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            rows = await self._fetch(
+            fetched = await self._fetch(
                 "SELECT task_run_id, details FROM states WHERE id IN (SELECT MAX(id)"
                 f" FROM states WHERE task_run_id IN ({marks}){only} GROUP BY task_run_id)",
                 [*chunk, *([name] if name else [])],
             )
-            found.update((row[0], json.loads(row[1]) if row[1] else {}) for row in rows)
+            found.update(
+                (row[0], json.loads(row[1]) if row[1] else {}) for row in fetched
+            )
         return found
 
     async def find_cache_entries(
         self, cache_key: str, map_index: int, *, now: float, limit: int = 100
     ) -> list[CacheEntryRecord]:
         """Return the unexpired cache entries of a key and map index, newest first."""
-        rows = await self._fetch(
+        fetched = await self._fetch(
             "SELECT id, cache_key, map_index, flow_run_id, task_run_id, serializer,"
             " hashed_inputs, hashed_parameters, created_at, expires_at FROM cache"
             " WHERE cache_key = ? AND map_index = ? AND expires_at > ?"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             (cache_key, map_index, now, limit),
         )
-        return [_cache_entry(row) for row in rows]
+        return [rows.cache_entry(row) for row in fetched]
 
     async def load_cache_value(self, entry_id: int) -> tuple[str, bytes] | None:
         """Return a cache entry's (serializer name, value bytes), or None if it is gone."""
-        rows = await self._fetch(
+        fetched = await self._fetch(
             "SELECT serializer, value FROM cache WHERE id = ?", (entry_id,)
         )
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
+        return (fetched[0][0], bytes(fetched[0][1])) if fetched else None
 
     async def list_logs(
         self, run_id: str, *, after_id: int = 0, limit: int = 10_000
     ) -> list[LogRecord]:
         """Return a flow run's log lines with ids above `after_id`, oldest first."""
-        rows = await self._fetch(
+        fetched = await self._fetch(
             "SELECT id, flow_run_id, task_run_id, timestamp, level, logger, message"
             " FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
             (run_id, after_id, limit),
         )
-        return [LogRecord(*row) for row in rows]
+        return [LogRecord(*row) for row in fetched]
 
     async def load_parameters(self, run_id: str) -> dict[str, Any]:
         """Return the parameters a flow run was started with."""
-        rows = await self._fetch(
+        fetched = await self._fetch(
             "SELECT parameters, parameters_serializer FROM flow_runs WHERE id = ?",
             (run_id,),
         )
-        if not rows:
+        if not fetched:
             raise RunNotFoundError(run_id)
-        value: dict[str, Any] = SERIALIZERS[rows[0][1]].loads(rows[0][0])
+        value: dict[str, Any] = SERIALIZERS[fetched[0][1]].loads(fetched[0][0])
         return value
 
     def load_result(self, task_run_id: str) -> Any:
@@ -417,13 +389,13 @@ class Store:
             if self._closed:
                 conn = connect_reader(self.path)
                 try:
-                    row = _select_result(conn, task_run_id)
+                    row = rows.select_result(conn, task_run_id)
                 finally:
                     conn.close()
             else:
                 if self._sync_reader is None:
                     self._sync_reader = connect_reader(self.path)
-                row = _select_result(self._sync_reader, task_run_id)
+                row = rows.select_result(self._sync_reader, task_run_id)
         if row is None:
             raise StoreError(f"Task run {task_run_id!r} has no stored result")
         return SERIALIZERS[row[0]].loads(row[1])
@@ -433,77 +405,3 @@ class Store:
             return list(await self._reader.execute_fetchall(sql, tuple(args)))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
-
-
-def _cache_entry(row: Any) -> CacheEntryRecord:
-    return CacheEntryRecord(
-        id=row[0], cache_key=row[1], map_index=row[2], flow_run_id=row[3],
-        task_run_id=row[4], serializer=row[5], hashed_inputs=json.loads(row[6]),
-        hashed_parameters=json.loads(row[7]), created_at=row[8], expires_at=row[9],
-    )  # fmt: skip
-
-
-def _task_run(row: Any) -> TaskRunRecord:
-    return TaskRunRecord(
-        id=row[0], flow_run_id=row[1], task_slug=row[2], task_name=row[3],
-        map_index=row[4], state=row[5], state_message=row[6], attempts=row[7],
-        has_result=bool(row[8]), started_at=row[9], ended_at=row[10], updated_at=row[11],
-        run_name=row[12],
-    )  # fmt: skip
-
-
-def _state(row: Any) -> StateRecord:
-    return StateRecord(
-        id=row[0], flow_run_id=row[1], task_run_id=row[2], name=row[3], message=row[4],
-        timestamp=row[5], details=json.loads(row[6]) if row[6] else None,
-    )  # fmt: skip
-
-
-def _select_result(conn: sqlite3.Connection, task_run_id: str) -> Any:
-    return conn.execute(
-        "SELECT serializer, value FROM results WHERE task_run_id = ?", (task_run_id,)
-    ).fetchone()
-
-
-def _flow_version(
-    conn: sqlite3.Connection,
-    name: str,
-    fingerprint: str,
-    source: str | None,
-    now: float,
-) -> int:
-    # A flow gets a new version whenever its structure changes.
-    row = conn.execute(
-        "SELECT id, version, fingerprint FROM flows WHERE name = ?"
-        " ORDER BY version DESC LIMIT 1",
-        (name,),
-    ).fetchone()
-    if row is not None and row[2] == fingerprint:
-        return int(row[0])
-    version = 1 if row is None else row[1] + 1
-    cursor = conn.execute(
-        "INSERT INTO flows (name, version, fingerprint, source_path, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (name, version, fingerprint, source, now),
-    )
-    return int(cursor.lastrowid or 0)
-
-
-def _append_state(
-    conn: sqlite3.Connection, run_id: str, task_run_id: str | None, t: Transition
-) -> None:
-    conn.execute(
-        "INSERT INTO states (flow_run_id, task_run_id, name, message, timestamp, details)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (run_id, task_run_id, t.name, t.message, t.timestamp, _details_json(t.details)),
-    )
-
-
-def _insert_task_runs(
-    conn: sqlite3.Connection, run_id: str, task_runs: Sequence[NewTaskRun], now: float
-) -> None:
-    conn.executemany(
-        "INSERT INTO task_runs (id, flow_run_id, task_slug, task_name, map_index, state,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, 'Pending', ?)",
-        [(t.id, run_id, t.slug, t.name, t.map_index, now) for t in task_runs],
-    )

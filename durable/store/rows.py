@@ -1,0 +1,104 @@
+"""Rows and statements of the store: column lists, row-to-record conversion, and the
+statements that several writes share. SQL stays in `durable.store`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from durable.store.records import (
+    CacheEntryRecord,
+    NewTaskRun,
+    StateRecord,
+    TaskRunRecord,
+    Transition,
+)
+
+FLOW_RUN_COLUMNS = (
+    "r.id, r.flow_name, f.version, r.fingerprint, r.source_path, r.state, "
+    "r.state_message, r.created_at, r.started_at, r.ended_at, r.updated_at"
+)
+TASK_RUN_COLUMNS = (
+    "id, flow_run_id, task_slug, task_name, map_index, state, state_message, attempts, "
+    "has_result, started_at, ended_at, updated_at, run_name"
+)
+
+
+def details_json(details: dict[str, Any] | None) -> str | None:
+    return json.dumps(details) if details else None
+
+
+def cache_entry(row: Any) -> CacheEntryRecord:
+    return CacheEntryRecord(
+        id=row[0], cache_key=row[1], map_index=row[2], flow_run_id=row[3],
+        task_run_id=row[4], serializer=row[5], hashed_inputs=json.loads(row[6]),
+        hashed_parameters=json.loads(row[7]), created_at=row[8], expires_at=row[9],
+    )  # fmt: skip
+
+
+def task_run(row: Any) -> TaskRunRecord:
+    return TaskRunRecord(
+        id=row[0], flow_run_id=row[1], task_slug=row[2], task_name=row[3],
+        map_index=row[4], state=row[5], state_message=row[6], attempts=row[7],
+        has_result=bool(row[8]), started_at=row[9], ended_at=row[10], updated_at=row[11],
+        run_name=row[12],
+    )  # fmt: skip
+
+
+def state(row: Any) -> StateRecord:
+    return StateRecord(
+        id=row[0], flow_run_id=row[1], task_run_id=row[2], name=row[3], message=row[4],
+        timestamp=row[5], details=json.loads(row[6]) if row[6] else None,
+    )  # fmt: skip
+
+
+def select_result(conn: sqlite3.Connection, task_run_id: str) -> Any:
+    return conn.execute(
+        "SELECT serializer, value FROM results WHERE task_run_id = ?", (task_run_id,)
+    ).fetchone()
+
+
+def flow_version(
+    conn: sqlite3.Connection,
+    name: str,
+    fingerprint: str,
+    source: str | None,
+    now: float,
+) -> int:
+    # A flow gets a new version whenever its structure changes.
+    row = conn.execute(
+        "SELECT id, version, fingerprint FROM flows WHERE name = ?"
+        " ORDER BY version DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    if row is not None and row[2] == fingerprint:
+        return int(row[0])
+    version = 1 if row is None else row[1] + 1
+    cursor = conn.execute(
+        "INSERT INTO flows (name, version, fingerprint, source_path, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (name, version, fingerprint, source, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def append_state(
+    conn: sqlite3.Connection, run_id: str, task_run_id: str | None, t: Transition
+) -> None:
+    conn.execute(
+        "INSERT INTO states (flow_run_id, task_run_id, name, message, timestamp, details)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (run_id, task_run_id, t.name, t.message, t.timestamp, details_json(t.details)),
+    )
+
+
+def insert_task_runs(
+    conn: sqlite3.Connection, run_id: str, task_runs: Sequence[NewTaskRun], now: float
+) -> None:
+    conn.executemany(
+        "INSERT INTO task_runs (id, flow_run_id, task_slug, task_name, map_index, state,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, 'Pending', ?)",
+        [(t.id, run_id, t.slug, t.name, t.map_index, now) for t in task_runs],
+    )
