@@ -22,6 +22,10 @@ from durable.states import State
 IMPORT_REWRITES = (
     ("from prefect.engine import signals", "from durable import signals"),
     ("from prefect.triggers import ", "from durable.triggers import "),
+    (
+        "from prefect.engine.cache_validators import ",
+        "from durable.engine.cache_validators import ",
+    ),
     ("from prefect import ", "from durable import "),
     ("import prefect", "import durable as prefect"),
 )
