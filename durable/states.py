@@ -431,6 +431,8 @@ def state_from_record(
 ) -> State:
     """Rebuild a state from its stored name, message and details."""
     cls = STATE_TYPES.get(name, State)
+    if not details and not issubclass(cls, Scheduled | Looped):
+        return cls(message, result, timestamp=timestamp)  # the common case, on resume
     details = dict(details or {})
     kwargs: dict[str, Any] = {}
     if issubclass(cls, Scheduled):

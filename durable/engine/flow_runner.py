@@ -25,7 +25,6 @@ from durable.core.flow import Flow
 from durable.engine.executors import Executor, LocalExecutor
 from durable.engine.mapping import (
     blocked_map,
-    is_mapped,
     map_sources,
     pairs_child_by_child,
     upstream_of_child,
@@ -87,6 +86,7 @@ class FlowRunner:
         self.skipped = 0
         """How many task runs had finished before this call and were not run."""
         self._order: list[TaskPlan] = []
+        self._mapped_tasks: set[Any] | None = None
 
     async def run(
         self, parameters: Mapping[str, Any] | None = None, run_id: str | None = None
@@ -170,9 +170,16 @@ class FlowRunner:
 
     async def run_tasks(self, plan: RunPlan) -> None:
         """Run every task run once what it waits for has finished."""
-        ready = [(-1, t.order) for t in self._order if self._is_ready(plan, t, -1)]
-        heapq.heapify(ready)
+        ready: list[Unit] = []
         started: set[Unit] = set()
+        for task in self._order:
+            if not task.mapped and is_final(task.run.state):
+                # Finished before this run (a resume): nothing to start, nothing to wait.
+                self.skipped += 1
+                started.add((-1, task.order))
+            elif self._is_ready(plan, task, -1):
+                ready.append((-1, task.order))
+        heapq.heapify(ready)
         if self.executor.max_workers == 1:
             while ready:
                 unit = heapq.heappop(ready)
@@ -416,7 +423,7 @@ class FlowRunner:
     def _stored_state(self, plan: RunPlan, task_run: TaskRunRecord) -> State:
         name = task_run.state
         stored = LazyResult(partial(self.store.load_result, task_run.id))
-        loop = plan.stored_loops.get(task_run.id)
+        loop = plan.stored_loops.get(task_run.id) if plan.stored_loops else None
         if loop is not None:  # cut short inside a loop: continue from its last round
             logger.info("Task %r was cut short in a loop; it continues after round %s",
                         task_run.task_name, loop.get("loop_count"))  # fmt: skip
@@ -449,7 +456,9 @@ class FlowRunner:
 
     # Helpers ---------------------------------------------------------------------------
     def _add_task(self, plan: RunPlan, task: Any, run: TaskRunPlan) -> None:
-        mapped = is_mapped(self.flow, task)
+        if self._mapped_tasks is None:
+            self._mapped_tasks = {e.downstream for e in self.flow.edges if e.mapped}
+        mapped = task in self._mapped_tasks
         slug = self.flow.slugs[task]
         plan.tasks[task] = TaskPlan(task, slug, len(plan.tasks), mapped, run)
 

@@ -39,11 +39,11 @@ def cache_entry(row: Any) -> CacheEntryRecord:
 
 
 def task_run(row: Any) -> TaskRunRecord:
+    # Positional, in TASK_RUN_COLUMNS order: a resume reads one per task run, and keyword
+    # arguments cost a third more.
     return TaskRunRecord(
-        id=row[0], flow_run_id=row[1], task_slug=row[2], task_name=row[3],
-        map_index=row[4], state=row[5], state_message=row[6], attempts=row[7],
-        has_result=bool(row[8]), started_at=row[9], ended_at=row[10], updated_at=row[11],
-        run_name=row[12],
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]),
+        row[9], row[10], row[11], row[12],
     )  # fmt: skip
 
 

@@ -112,6 +112,8 @@ CREATE INDEX cache_by_key ON cache (cache_key, map_index, created_at);
 V3 = """
 -- A task run's own name, from the task's task_run_name template (NULL: use the task's).
 ALTER TABLE task_runs ADD COLUMN run_name TEXT;
+-- A run's task runs in creation order without a sort (a resume reads all of them).
+CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id);
 """
 
 MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
