@@ -1,0 +1,1 @@
+"""Tests for durable.schedules: pure clocks, filters, adjustments and schedules."""
