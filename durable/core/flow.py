@@ -375,6 +375,9 @@ class Flow:
         Keyword arguments named like parameters are parameters, as in Prefect 1. The
         returned state's result maps each task to its state. A resumed run keeps the
         parameters it started with; parameters given here must agree with them.
+        A flow with a schedule blocks and runs once per schedule event (each a new run,
+        its clock's `parameter_defaults` over these parameters) and returns the last
+        run's state; `run_on_schedule=False` runs it once, now.
         `durability="normal"` trades safety on power loss for speed.
         """
         if active_flow() is self:
@@ -389,13 +392,20 @@ class Flow:
                 f"its keyword arguments must be parameters of flow {self.name!r} "
                 f"({', '.join(sorted(self._parameters)) or 'it has none'})"
             )
-        if self.schedule is not None and run_on_schedule is not False:
-            raise ConfigurationError(
-                f"Flow {self.name!r} has a schedule, and scheduled flow.run arrives "
-                "with the scheduler; pass run_on_schedule=False"
-            )
         explicit = {**(parameters or {}), **kwargs}
         self.validate_parameters(explicit)  # refuse bad parameters before anything runs
+        if self.schedule is not None and run_on_schedule is not False:
+            if run_id is not None:
+                raise ConfigurationError(
+                    f"Flow {self.name!r} runs on its schedule, one new run per event: "
+                    "pass run_on_schedule=False to start or resume run_id once"
+                )
+            from durable.engine.scheduled import run_on_schedule as run_scheduled
+
+            return run_scheduled(
+                self, parameters=explicit or None, executor=executor, db=db,
+                durability=durability,
+            )  # fmt: skip
         # Imported at call time: the engine builds on core, never the other way round.
         from durable.engine.flow_runner import run_flow
 

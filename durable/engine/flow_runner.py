@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pendulum
+from pendulum import DateTime
 
 from durable import context
 from durable.core.flow import Flow
@@ -77,8 +78,11 @@ class FlowRunner:
     def __init__(
         self, flow: Flow, store: Store, *, executor: Executor | None = None,
         time: TimeSource = SYSTEM_TIME, allow_flow_changes: bool = False,
+        scheduled_start_time: DateTime | None = None,
     ) -> None:  # fmt: skip
         self.flow, self.store, self.time = flow, store, time
+        self.scheduled_start_time = scheduled_start_time
+        """When the run was scheduled to start (a schedule's event), if it was."""
         self.executor: Executor = executor or flow.executor or LocalExecutor()
         self.allow_flow_changes = allow_flow_changes
         self.ran = 0
@@ -493,7 +497,8 @@ class FlowRunner:
             "flow_name": self.flow.name,
             "flow_run_id": plan.run_id,
             "parameters": plan.parameters,
-            "scheduled_start_time": pendulum.from_timestamp(plan.created_at, tz="UTC"),
+            "scheduled_start_time": self.scheduled_start_time
+            or pendulum.from_timestamp(plan.created_at, tz="UTC"),
             "date": now,
         }
         for key, day in days.items():
@@ -528,6 +533,7 @@ async def run_flow_async(
     allow_flow_changes: bool = False,
     durability: Durability = "full",
     time: TimeSource = SYSTEM_TIME,
+    scheduled_start_time: DateTime | None = None,
 ) -> State:
     """Run (or resume) `flow` on the async engine and return its final state.
 
@@ -541,6 +547,7 @@ async def run_flow_async(
         runner = FlowRunner(
             flow, store, executor=executor, time=time,
             allow_flow_changes=allow_flow_changes,
+            scheduled_start_time=scheduled_start_time,
         )  # fmt: skip
         return await runner.run(parameters, run_id)
     finally:
