@@ -66,6 +66,11 @@ class Flow:
     ) -> None:
         if not name:
             raise ConfigurationError(f"A flow needs a non-empty name, not {name!r}")
+        if schedule is not None and not callable(getattr(schedule, "next", None)):
+            raise ConfigurationError(
+                f"Flow {name!r} got schedule={schedule!r}; pass a schedule from "
+                "durable.schedules (IntervalSchedule, CronSchedule, Schedule(...))"
+            )
         self.name = name
         self.schedule, self.executor, self.result = schedule, executor, result
         self.environment, self.run_config = environment, run_config

@@ -32,37 +32,26 @@ from durable.engine.mapping import (
     upstream_of_task,
 )
 from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
+from durable.engine.resume import RunLoader
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
-from durable.errors import ConfigurationError, FlowChangedError, ParameterError
 from durable.log import configure_console, store_logs
 from durable.states import (
-    STATE_TYPES,
     Failed,
-    Finished,
-    LazyResult,
     Mapped,
-    NoResult,
     Paused,
     Pending,
     Running,
     State,
     Success,
-    state_from_record,
 )
 from durable.store import NewTaskRun, Store
 from durable.store.connection import Durability
-from durable.store.records import FlowRunRecord, TaskRunRecord
 from durable.store.serializers import JSON, PICKLE
 from durable.timesource import SYSTEM_TIME, TimeSource
 
 logger = logging.getLogger("durable.FlowRunner")
 
-KEPT_STATES = frozenset(
-    name for name, cls in STATE_TYPES.items() if issubclass(cls, Finished | Paused)
-)
-"""Stored states a resumed task run keeps (the others were cut short and run again)."""
-_MISSING = object()
 Unit = tuple[int, int]
 """(map index, place in the flow): a task run to start; -1 for a task's own run."""
 
@@ -90,7 +79,8 @@ class FlowRunner:
         self.skipped = 0
         """How many task runs had finished before this call and were not run."""
         self._order: list[TaskPlan] = []
-        self._mapped_tasks: set[Any] | None = None
+        self._mapped = {edge.downstream for edge in flow.edges if edge.mapped}
+        self._loader = RunLoader(flow, store, time, allow_flow_changes, self._mapped)
 
     async def run(
         self, parameters: Mapping[str, Any] | None = None, run_id: str | None = None
@@ -130,7 +120,7 @@ class FlowRunner:
         """Find the run to resume, or record a new one with a Pending task run per task."""
         record = None if run_id is None else await self.store.find_flow_run(run_id)
         if record is not None:
-            return await self._resume(record, parameters)
+            return await self._loader.load(record, parameters)
         params = self.flow.validate_parameters(dict(parameters or {}))
         plan = RunPlan(
             run_id=run_id or new_run_id(),
@@ -142,7 +132,7 @@ class FlowRunner:
         plan.state.stamp(plan.created_at)
         for task in self.flow.sorted_tasks():
             run = TaskRunPlan(uuid.uuid4().hex, 0, Pending())
-            self._add_task(plan, task, run)
+            plan.add(task, self.flow.slugs[task], task in self._mapped, run)
         blob, serializer = _dump_parameters(params)
         self.store.create_flow_run(
             run_id=plan.run_id,
@@ -357,7 +347,7 @@ class FlowRunner:
         for index in range(width):
             stored = plan.stored_children.get((task.slug, index))
             if stored is not None:
-                state = self._stored_state(plan, stored)
+                state = self._loader.stored_state(plan, stored)
                 children.append(TaskRunPlan(stored.id, stored.attempts, state, index))
                 continue
             created.append(
@@ -375,97 +365,7 @@ class FlowRunner:
         )
 
     # Resume ------------------------------------------------------------------------------
-    async def _resume(
-        self, record: FlowRunRecord, parameters: Mapping[str, Any] | None
-    ) -> RunPlan:
-        flow = self.flow
-        if record.flow_name != flow.name:
-            raise ConfigurationError(
-                f"Run {record.id!r} belongs to flow {record.flow_name!r}, "
-                f"not {flow.name!r}; resume it with the flow that started it"
-            )
-        if record.fingerprint != flow.fingerprint() and not self.allow_flow_changes:
-            raise FlowChangedError(run_id=record.id, flow_name=flow.name)
-        stored = await self.store.load_parameters(record.id)
-        if any(stored.get(k, _MISSING) != v for k, v in (parameters or {}).items()):
-            raise ParameterError(
-                f"Run {record.id!r} was started with parameters {stored!r}; "
-                "a resumed run keeps them: resume without parameters, or start a new run"
-            )
-        logger.info("Resuming flow run %r of flow %r", record.id, flow.name)
-        state = state_from_record(
-            record.state, record.state_message, record.updated_at, None
-        )
-        plan = RunPlan(record.id, state, stored, record.created_at, resumed=True)
-        task_runs = await self.store.list_task_runs(record.id)
-        found = {r.task_slug: r for r in task_runs if r.map_index == -1}
-        plan.stored_children = {
-            (r.task_slug, r.map_index): r for r in task_runs if r.map_index >= 0
-        }
-        with_details = [r.id for r in task_runs if r.state in ("Looped", "Paused",
-                                                                "Retrying")]  # fmt: skip
-        plan.stored_details = await self.store.latest_details(with_details)
-        running = [r.id for r in task_runs if r.state == "Running"]
-        plan.stored_loops = await self.store.latest_details(running, name="Looped")
-        added: list[NewTaskRun] = []
-        for task in flow.sorted_tasks():
-            slug = flow.slugs[task]
-            task_run = found.get(slug)
-            if task_run is None:
-                added.append(NewTaskRun(uuid.uuid4().hex, slug, task.name))
-                self._add_task(plan, task, TaskRunPlan(added[-1].id, 0, Pending()))
-                continue
-            state = self._stored_state(plan, task_run)
-            self._add_task(
-                plan, task, TaskRunPlan(task_run.id, task_run.attempts, state)
-            )
-        if added:
-            self.store.add_task_runs(record.id, added, self.time.timestamp())
-        self._rerun_unstored_results(plan)
-        return plan
-
-    def _stored_state(self, plan: RunPlan, task_run: TaskRunRecord) -> State:
-        name = task_run.state
-        stored = LazyResult(partial(self.store.load_result, task_run.id))
-        loop = plan.stored_loops.get(task_run.id) if plan.stored_loops else None
-        if loop is not None:  # cut short inside a loop: continue from its last round
-            logger.info("Task %r was cut short in a loop; it continues after round %s",
-                        task_run.task_name, loop.get("loop_count"))  # fmt: skip
-            return state_from_record("Looped", None, task_run.updated_at, loop, stored)
-        if name not in KEPT_STATES and name not in ("Retrying", "Resume"):
-            if name != "Pending":
-                logger.info("Task %r was %s when its run stopped; it will run again",
-                            task_run.task_name, name)  # fmt: skip
-            return Pending(f"Interrupted while {name}.")
-        result: Any = stored if task_run.has_result else NoResult
-        details = plan.stored_details.get(task_run.id)
-        return state_from_record(
-            name, task_run.state_message, task_run.updated_at, details, result
-        )
-
-    def _rerun_unstored_results(self, plan: RunPlan) -> None:
-        # A success whose result was not checkpointed must run again when a task that
-        # has not finished needs its value.
-        for task in plan.tasks.values():
-            state = task.run.state
-            if not state.is_successful() or state.has_result or task.mapped:
-                continue
-            if task.task.checkpoint is not False:
-                continue
-            if any(
-                e.key is not None and not is_final(plan.tasks[e.downstream].run.state)
-                for e in self.flow.edges_from(task.task)
-            ):
-                task.run.state = Pending("Result was not checkpointed; running again.")
-
     # Helpers ---------------------------------------------------------------------------
-    def _add_task(self, plan: RunPlan, task: Any, run: TaskRunPlan) -> None:
-        if self._mapped_tasks is None:
-            self._mapped_tasks = {e.downstream for e in self.flow.edges if e.mapped}
-        mapped = task in self._mapped_tasks
-        slug = self.flow.slugs[task]
-        plan.tasks[task] = TaskPlan(task, slug, len(plan.tasks), mapped, run)
-
     def _reference_outcome(self, plan: RunPlan) -> State:
         reference = [
             state

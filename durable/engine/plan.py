@@ -102,6 +102,10 @@ class RunPlan:
     stored_loops: dict[str, dict[str, Any]] = field(default_factory=dict)
     """On resume: for task runs cut short inside a loop, their last Looped details."""
 
+    def add(self, task: Task, slug: str, mapped: bool, run: TaskRunPlan) -> None:
+        """Add a task (in the flow's topological order) with its run."""
+        self.tasks[task] = TaskPlan(task, slug, len(self.tasks), mapped, run)
+
 
 def is_final(state: State) -> bool:
     """Whether nothing more will happen to a task run (a loop's round is not final)."""

@@ -13,6 +13,7 @@ from durable.core.flow import Flow, active_flow
 from durable.core.parameter import Parameter
 from durable.core.task import Task, task
 from durable.errors import ConfigurationError, ParameterError
+from durable.schedules import CronSchedule
 
 
 @task
@@ -434,12 +435,14 @@ class TestRun:
             build_etl().run(parameters={"nope": 1})
         assert engine_calls == []
 
-    def test_a_scheduled_flow_needs_run_on_schedule_false(
+    def test_a_schedule_must_be_a_schedule(self) -> None:
+        with pytest.raises(ConfigurationError, match=r"durable\.schedules"):
+            Flow("f", schedule=object())
+
+    def test_run_on_schedule_false_runs_a_scheduled_flow_once(
         self, engine_calls: list[dict[str, Any]]
     ) -> None:
-        flow = Flow("f", schedule=object())
-        with pytest.raises(ConfigurationError, match="run_on_schedule=False"):
-            flow.run()
+        flow = Flow("f", schedule=CronSchedule("0 6 * * *"))
         flow.run(run_on_schedule=False)
         assert len(engine_calls) == 1
 
