@@ -8,47 +8,10 @@ database, and the test asserts the outcome Prefect 1's docs describe.
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-IMPORT_REWRITES = (
-    (
-        "from prefect.tasks.control_flow import ",
-        "from durable.tasks.control_flow import ",
-    ),
-    ("from prefect import ", "from durable import "),
-)
-"""Prefect 1 import line prefix -> durable's: the only change a snippet gets."""
-
-
-def port(snippet: str) -> str:
-    """Rewrite the snippet's `prefect` import lines to durable's; leave the rest alone."""
-    lines = []
-    for line in snippet.splitlines():
-        for prefect, durable in IMPORT_REWRITES:
-            if line.startswith(prefect):
-                line = durable + line[len(prefect) :]
-                break
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(autouse=True)
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The database every `flow.run()` of a snippet uses (through DURABLE_DB)."""
-    path = tmp_path / "compat.db"
-    monkeypatch.setenv("DURABLE_DB", str(path))
-    return path
-
-
-def run_snippet(snippet: str) -> dict[str, Any]:
-    """Port a snippet, run it in a fresh namespace, and return that namespace."""
-    namespace: dict[str, Any] = {"__name__": "prefect_snippet"}
-    exec(compile(port(snippet), "<prefect snippet>", "exec"), namespace)  # noqa: S102
-    return namespace
-
+from tests.compat.porting import port, run_snippet
 
 # The conditional-branches idiom: case blocks on a random condition, merged ------------
 CASE_AND_MERGE = """

@@ -10,61 +10,12 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
-from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from durable.states import State
-
-IMPORT_REWRITES = (
-    ("from prefect.engine import signals", "from durable import signals"),
-    ("from prefect.triggers import ", "from durable.triggers import "),
-    (
-        "from prefect.engine.cache_validators import ",
-        "from durable.engine.cache_validators import ",
-    ),
-    ("from prefect import ", "from durable import "),
-    ("import prefect", "import durable as prefect"),
-)
-"""Prefect 1 import line -> durable import line: the only change a snippet gets."""
-
-
-def port(snippet: str) -> str:
-    """Rewrite the snippet's `prefect` import lines to durable's; leave the rest alone."""
-    lines = []
-    for line in snippet.splitlines():
-        for prefect, durable in IMPORT_REWRITES:
-            if line == prefect or (prefect.endswith(" ") and line.startswith(prefect)):
-                line = durable + line[len(prefect) :]
-                break
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The database every `flow.run()` of a snippet uses (through DURABLE_DB)."""
-    path = tmp_path / "compat.db"
-    monkeypatch.setenv("DURABLE_DB", str(path))
-    return path
-
-
-def run_snippet(snippet: str) -> dict[str, Any]:
-    """Port a snippet, run it in a fresh namespace, and return that namespace."""
-    namespace: dict[str, Any] = {"__name__": "prefect_snippet"}
-    code = compile(port(snippet), "<prefect snippet>", "exec")
-    exec(code, namespace)  # noqa: S102 (the snippets are this file's own constants)
-    return namespace
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Query the snippet's database directly."""
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql).fetchall()
-
+from tests.compat.porting import port, rows, run_snippet
 
 # First steps: a Task subclass, the functional API, state.result[task].result ------------
 TASK_CLASS = """

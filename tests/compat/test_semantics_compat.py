@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from durable.states import Cached, Mapped
-from tests.compat.test_prefect_tutorial import db, port, rows, run_snippet
-
-__all__ = ["db"]  # the fixture, shared with the tutorial tests
+from tests.compat.porting import port, rows, run_snippet
 
 SIMPLE_MAP = """
 from prefect import Flow, task, unmapped
@@ -127,7 +125,6 @@ state = flow.run()
 """
 
 
-@pytest.mark.usefixtures("db")
 def test_map_unmapped_and_reduce_work_as_in_prefect() -> None:
     found = run_snippet(SIMPLE_MAP)
     state = found["state"]
@@ -145,7 +142,6 @@ def test_flat_map_gives_the_documented_values(db: Path) -> None:
     assert children == [(6,)]
 
 
-@pytest.mark.usefixtures("db")
 def test_a_cached_task_is_not_run_again_while_its_inputs_match() -> None:
     found = run_snippet(CACHING)
     data = found["data"]
@@ -155,7 +151,6 @@ def test_a_cached_task_is_not_run_again_while_its_inputs_match() -> None:
     assert found["third"].result[data].result == 4
 
 
-@pytest.mark.usefixtures("db")
 def test_a_flow_state_handler_sees_each_flow_transition(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -166,7 +161,6 @@ def test_a_flow_state_handler_sees_each_flow_transition(
     assert "<Success" in printed
 
 
-@pytest.mark.usefixtures("db")
 def test_on_failure_is_called_with_the_failed_state() -> None:
     found = run_snippet(ON_FAILURE)
     assert found["alerts"] == [
