@@ -87,6 +87,7 @@ class TaskRunner:
         self.logger = logging.getLogger(f"durable.task.{task.name}")
         self._serializer = resolve_serializer(task.serializer)
         self._ended = False  # an ENDRUN signal fixed the state: no retry
+        self._round_start = 0  # attempts made before this LOOP round began
 
     async def run(
         self,
@@ -121,6 +122,7 @@ class TaskRunner:
             state = self.check_for_retry(state)
             if isinstance(state, Looped):
                 self.loop_count, self.loop_result = state.loop_count or 0, state.result
+                self._round_start = self.attempts
                 continue
             if is_waiting_for_approval(state) or not isinstance(
                 state, Retrying | Paused
@@ -137,6 +139,7 @@ class TaskRunner:
             self.resumed = True
         if isinstance(state, Looped):
             self.loop_count, self.loop_result = state.loop_count or 0, state.result
+            self._round_start = self.attempts
             return Pending(f"Resuming loop after iteration {self.loop_count}.")
         return state
 
@@ -239,14 +242,15 @@ class TaskRunner:
     def check_for_retry(self, state: State) -> State:
         """Turn a failure into Retrying while retries remain (and `retry_on` matches)."""
         task = self.task
-        if self._ended or not state.is_failed() or self.attempts > task.max_retries:
+        tries = self.attempts - self._round_start  # retries are counted per LOOP round
+        if self._ended or not state.is_failed() or tries > task.max_retries:
             return state
         if task.retry_on and not isinstance(state.result, tuple(task.retry_on)):
             return state
         delay = task.retry_delay
         start = self.env.time.now() + delay if delay else None
         retrying = Retrying(
-            f"Retrying task (after attempt {self.attempts} of {task.max_retries + 1}).",
+            f"Retrying task (after attempt {tries} of {task.max_retries + 1}).",
             start_time=start,
             run_count=self.attempts,
         )

@@ -152,3 +152,24 @@ class TestPause:
         assert state.result[cooled].result == "cooled"
         assert isinstance(state.result[cooled], Success)
         assert fake_time.now() - start == timedelta(hours=1)
+
+
+class TestLoopWithRetries:
+    async def test_each_round_of_a_loop_has_its_own_retries(self, db: Path) -> None:
+        failed_rounds: set[int] = set()
+
+        @task(max_retries=1, retry_delay=0)
+        def flaky_rounds() -> int:
+            round_number: int = context.task_loop_count
+            if round_number not in failed_rounds:  # every round fails once, then works
+                failed_rounds.add(round_number)
+                raise RuntimeError(f"round {round_number} hiccup")
+            if round_number < 4:
+                raise signals.LOOP(result=round_number)
+            return round_number
+
+        with Flow("loop") as flow:
+            result = flaky_rounds()
+        state = await run(flow, db)
+        assert state.result[result].result == 4
+        assert failed_rounds == {1, 2, 3, 4}
