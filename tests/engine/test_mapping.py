@@ -222,3 +222,26 @@ class TestResumeOfMaps:
             db, "SELECT COUNT(*) FROM states s JOIN task_runs t ON t.id = s.task_run_id"
             " WHERE t.task_slug = 'slow-1' AND t.map_index = -1 AND s.name = 'Mapped'",
         ) == [(1,)]  # fmt: skip
+
+
+class TestConcurrentMaps:
+    async def test_children_run_at_once_on_a_concurrent_executor(
+        self, db: Path
+    ) -> None:
+        from durable import ConcurrentExecutor
+
+        arrived = [anyio.Event(), anyio.Event()]
+
+        @task
+        async def meet(i: int) -> int:
+            arrived[i].set()
+            with anyio.fail_after(5):  # only passes if the other child runs meanwhile
+                await arrived[1 - i].wait()
+            return i
+
+        with Flow("m") as flow:
+            met = meet.map([0, 1])
+            summed = total(met)
+        state = await run(flow, db, executor=ConcurrentExecutor(2))
+        assert state.result[met].result == [0, 1]
+        assert state.result[summed].result == 1
