@@ -1,4 +1,5 @@
-"""The `durable` command: run and resume flows, and look at runs, task runs and logs.
+"""The `durable` command: run, resume and register flows, and look at flows, runs, task
+runs and logs.
 
 Errors print one line and exit non-zero (no traceback unless `--debug`). Exit codes: 0 the
 flow run succeeded, 1 it did not (or durable itself failed), 2 bad input, 3 the database is
@@ -19,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
+from pendulum import DateTime
 
 from durable import views
 from durable.core.flow import Flow
@@ -26,7 +28,15 @@ from durable.errors import DurableError, SchemaTooNewError, StoreError
 from durable.states import Paused
 from durable.store import Store, resolve_db_path
 from durable.store.connection import Durability
-from durable.store.records import FlowRunRecord, LogRecord, TaskRunRecord, Transition
+from durable.store.records import (
+    FlowRunRecord,
+    FlowSummaryRecord,
+    LogRecord,
+    RegisteredVersion,
+    TaskRunRecord,
+    Transition,
+)
+from durable.store.registry import load_copy
 from durable.timesource import SYSTEM_TIME
 
 T = TypeVar("T")
@@ -80,6 +90,19 @@ def with_store(
 
 def load_flow(path: str, name: str | None, *, debug: bool = False) -> Flow:
     """Load a Python file and return its flow (the one named `name` if it has several)."""
+    flows = load_flows(path, debug=debug)
+    if name is not None:
+        if name not in flows:
+            fail(f"{path!r} has no flow {name!r}; it has: {', '.join(sorted(flows))}")
+        return flows[name]
+    if len(flows) > 1:
+        fail(f"{path!r} has several flows ({', '.join(sorted(flows))}); pick one with "
+             f"{path}:NAME")  # fmt: skip
+    return next(iter(flows.values()))
+
+
+def load_flows(path: str, *, debug: bool = False) -> dict[str, Flow]:
+    """Load a Python file and return its module-level flows by name, in file order."""
     file = Path(path).expanduser().resolve()
     if not file.is_file():
         fail(f"No such flow file: {path!r}")
@@ -95,14 +118,7 @@ def load_flow(path: str, name: str | None, *, debug: bool = False) -> Flow:
     flows = {v.name: v for v in namespace.values() if isinstance(v, Flow)}
     if not flows:
         fail(f"{path!r} defines no Flow at module level")
-    if name is not None:
-        if name not in flows:
-            fail(f"{path!r} has no flow {name!r}; it has: {', '.join(sorted(flows))}")
-        return flows[name]
-    if len(flows) > 1:
-        fail(f"{path!r} has several flows ({', '.join(sorted(flows))}); pick one with "
-             f"{path}:NAME")  # fmt: skip
-    return next(iter(flows.values()))
+    return flows
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -339,6 +355,54 @@ def logs(settings: Settings, run_id: str) -> None:
         return await store.list_logs(record.id), names
 
     views.print_logs(*with_store(settings, read))
+
+
+@cli.command()
+@click.argument("path", metavar="FILE")
+@click.option("--flow", "flow_name", metavar="NAME", help="Register only this flow.")
+@pass_settings
+def register(settings: Settings, path: str, flow_name: str | None) -> None:
+    """Store each flow of a file (or the one named) as a new version, with its schedule
+    and a copy a worker can run; an unchanged flow keeps its version."""
+    chosen = (
+        [load_flow(path, flow_name, debug=settings.debug)]
+        if flow_name is not None
+        else list(load_flows(path, debug=settings.debug).values())
+    )
+    from durable.store.packaging import package_flow  # schedules load only to register
+
+    file, now = Path(path).expanduser().resolve(), SYSTEM_TIME.timestamp()
+    with reported(settings):  # every flow is checked before any is stored
+        packages = [package_flow(f, file=file, registered_at=now) for f in chosen]
+
+    async def save(store: Store) -> list[RegisteredVersion]:
+        return [await store.register_flow(package) for package in packages]
+
+    for outcome in with_store(settings, save, writable=True):
+        if outcome.is_new:
+            click.echo(f"Registered flow {outcome.name!r} as v{outcome.version}")
+        else:
+            click.echo(f"Flow {outcome.name!r} unchanged, still v{outcome.version}")
+
+
+@cli.command()
+@pass_settings
+def flows(settings: Settings) -> None:
+    """List flows: latest version, registration, schedule, next start and latest run."""
+    found = with_store(settings, lambda store: store.list_flows())
+    now = SYSTEM_TIME.now()
+    views.print_flows([_flow_line(flow, now) for flow in found])
+
+
+def _flow_line(flow: FlowSummaryRecord, now: DateTime) -> views.FlowLine:
+    """Load a flow's registered schedule and find its next start after `now`."""
+    if flow.schedule is None:
+        return views.FlowLine(flow, None)
+    try:
+        upcoming = load_copy(flow.schedule, flow.source_path).next(1, after=now)
+    except Exception as exc:  # noqa: BLE001 (unpickling and filters run user code)
+        return views.FlowLine(flow, None, f"{type(exc).__name__}: {exc}")
+    return views.FlowLine(flow, upcoming[0].timestamp() if upcoming else None)
 
 
 @cli.group()

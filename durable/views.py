@@ -1,4 +1,4 @@
-"""How the CLI shows runs, task runs, history and logs in a terminal.
+"""How the CLI shows flows, runs, task runs, history and logs in a terminal.
 
 Everything read from the database is shown as plain text: control characters are replaced
 and nothing is read as markup, so a hostile task name cannot drive the terminal.
@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from durable.store.records import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from durable.store.records import (
+    FlowRunRecord,
+    FlowSummaryRecord,
+    LogRecord,
+    StateRecord,
+    TaskRunRecord,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
@@ -73,6 +79,47 @@ def print_runs(runs: Sequence[FlowRunRecord]) -> None:
             took(run.started_at, run.ended_at),
         )  # fmt: skip
     _console().print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLine:
+    """One row of `durable flows`: a flow and when its schedule next starts a run."""
+
+    flow: FlowSummaryRecord
+    next_start: float | None
+    """The next scheduled start (None: no schedule, or it has ended)."""
+    problem: str | None = None
+    """Why the schedule could not be loaded, if it could not."""
+
+
+def print_flows(lines: Sequence[FlowLine]) -> None:
+    """Print a table of flows: version, registration, schedule, next start, latest run."""
+    if not lines:
+        _console().print("No flows yet; register one with: durable register FILE")
+        return
+    table = Table("Flow", "Version", "Registered", "Schedule", "Next run", "Last run",
+                  box=None)  # fmt: skip
+    for line in lines:
+        flow = line.flow
+        if line.problem is not None:
+            upcoming = plain(f"(cannot load: {line.problem})")
+        else:
+            upcoming = Text(when(line.next_start))
+        last = Text("-") if flow.last_run_state is None else Text.assemble(
+            state_text(flow.last_run_state), " ", when(flow.last_run_at)
+        )  # fmt: skip
+        table.add_row(plain(flow.name), f"v{flow.version}", _registered(flow),
+                      plain(flow.schedule_text or "-"), upcoming, last)  # fmt: skip
+    _console().print(table)
+
+
+def _registered(flow: FlowSummaryRecord) -> str:
+    if flow.registered_version is None:
+        return "no"
+    which = "yes" if flow.registered_version == flow.version else (
+        f"v{flow.registered_version}"
+    )  # fmt: skip
+    return f"{which}, {when(flow.registered_at)}"
 
 
 @dataclass(frozen=True, slots=True)

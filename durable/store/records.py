@@ -120,3 +120,66 @@ class NewTaskRun:
     slug: str
     name: str
     map_index: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class NewRegistration:
+    """A flow version to register: what identifies it, its copy and its schedule."""
+
+    name: str
+    fingerprint: str
+    source_path: str | None
+    flow_blob: bytes
+    """The Flow, cloudpickled: what a worker loads and runs."""
+    flow_hash: str
+    """Equal for two registrations of an unchanged flow (see `store.packaging`)."""
+    schedule: bytes | None
+    """The flow's Schedule, cloudpickled (None: the flow has no schedule)."""
+    schedule_text: str | None
+    """The schedule in one line, kept as text so a listing never needs to unpickle it."""
+    registered_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredVersion:
+    """What a registration did: the version that holds the flow, and whether it is new."""
+
+    name: str
+    version: int
+    is_new: bool
+    """False when the flow was unchanged and its latest version was kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSummaryRecord:
+    """One flow by name: its latest version, its latest registration and its latest run."""
+
+    name: str
+    version: int
+    """The latest version, whether registered or created by a run."""
+    registered_version: int | None
+    """The latest registered version (None: never registered)."""
+    registered_at: float | None
+    source_path: str | None
+    """The file of the latest registered version (of the latest version if none)."""
+    schedule: bytes | None
+    """The latest registered version's Schedule, cloudpickled."""
+    schedule_text: str | None
+    last_run_id: str | None
+    last_run_state: str | None
+    last_run_at: float | None
+    """When the latest run started (when it was created, if it has not started)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredFlowRecord:
+    """A registered flow version, with its copy of the flow loaded."""
+
+    name: str
+    version: int
+    fingerprint: str
+    source_path: str | None
+    registered_at: float
+    schedule_text: str | None
+    flow: Any
+    """The Flow, unpickled: ready to run."""

@@ -37,12 +37,17 @@ from durable.store.records import (
     TaskRunRecord,
     Transition,
 )
+from durable.store.registry import FlowRegistry
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
 
-class Store:
-    """One durable database: a writer thread for checkpoints, a reader for queries."""
+class Store(FlowRegistry):
+    """One durable database: a writer thread for checkpoints, a reader for queries.
+
+    Registered flows (`register_flow`, `list_flows`, `load_registered_flow`) come from
+    `FlowRegistry`.
+    """
 
     def __init__(
         self, path: Path, reader: aiosqlite.Connection, writer: CheckpointWriter | None

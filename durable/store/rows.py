@@ -10,7 +10,9 @@ from typing import Any
 
 from durable.store.records import (
     CacheEntryRecord,
+    NewRegistration,
     NewTaskRun,
+    RegisteredVersion,
     StateRecord,
     TaskRunRecord,
     Transition,
@@ -67,7 +69,9 @@ def flow_version(
     source: str | None,
     now: float,
 ) -> int:
-    # A flow gets a new version whenever its structure changes.
+    # A flow gets a new version whenever its structure changes. The latest version may
+    # be a registration (`register_version`): a run of that flow, same shape, is one of
+    # its runs, so a worker's runs of a registered flow share the registered version.
     row = conn.execute(
         "SELECT id, version, fingerprint FROM flows WHERE name = ?"
         " ORDER BY version DESC LIMIT 1",
@@ -82,6 +86,33 @@ def flow_version(
         (name, version, fingerprint, source, now),
     )
     return int(cursor.lastrowid or 0)
+
+
+def register_version(
+    conn: sqlite3.Connection, new: NewRegistration
+) -> RegisteredVersion:
+    # Idempotent, as Prefect 1's registration: if the latest version is a registration of
+    # the same flow (same fingerprint and hash), it stays the latest. Anything else (a
+    # changed flow, or a latest version that a run created and that holds no copy) is
+    # version N + 1; a run's row is never rewritten into a registration.
+    row = conn.execute(
+        "SELECT version, fingerprint, flow_hash, registered_at FROM flows WHERE name = ?"
+        " ORDER BY version DESC LIMIT 1",
+        (new.name,),
+    ).fetchone()
+    same = row is not None and (row[1], row[2]) == (new.fingerprint, new.flow_hash)
+    if same and row[3] is not None:
+        return RegisteredVersion(new.name, int(row[0]), is_new=False)
+    version = 1 if row is None else int(row[0]) + 1
+    conn.execute(
+        "INSERT INTO flows (name, version, fingerprint, source_path, created_at,"
+        " registered_at, flow_blob, flow_hash, schedule, schedule_text)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (new.name, version, new.fingerprint, new.source_path, new.registered_at,
+         new.registered_at, new.flow_blob, new.flow_hash, new.schedule,
+         new.schedule_text),
+    )  # fmt: skip
+    return RegisteredVersion(new.name, version, is_new=True)
 
 
 def append_state(

@@ -116,7 +116,19 @@ ALTER TABLE task_runs ADD COLUMN run_name TEXT;
 CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
+V4 = """
+-- Registration (durable register). A registered version holds a copy of the flow for a
+-- worker to load: the Flow cloudpickled, a hash telling a changed flow from an unchanged
+-- one, and its schedule, cloudpickled and described in one line. Rows that flow runs
+-- create leave these columns NULL: registered_at tells the two kinds apart.
+ALTER TABLE flows ADD COLUMN registered_at REAL;
+ALTER TABLE flows ADD COLUMN flow_blob BLOB;
+ALTER TABLE flows ADD COLUMN flow_hash TEXT;
+ALTER TABLE flows ADD COLUMN schedule BLOB;
+ALTER TABLE flows ADD COLUMN schedule_text TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
