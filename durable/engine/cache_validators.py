@@ -124,19 +124,7 @@ def partial_parameters_only(validate_on: Iterable[str] | None = None) -> Validat
 
     With `validate_on=None` every unexpired result is reused, as in Prefect 1.
     """
-    names = None if validate_on is None else list(validate_on)
-
-    def _partial_parameters_only(
-        state: Cached, inputs: dict[str, Any], parameters: dict[str, Any]
-    ) -> bool:
-        if not duration_only(state, inputs, parameters):
-            return False
-        if names is None:
-            return True
-        provided = fingerprints(_only_values(parameters, names))
-        return provided == _only(_recorded(state, "hashed_parameters"), names)
-
-    return _partial_parameters_only
+    return _partial("parameters", validate_on)
 
 
 def partial_inputs_only(validate_on: Iterable[str] | None = None) -> Validator:
@@ -144,19 +132,25 @@ def partial_inputs_only(validate_on: Iterable[str] | None = None) -> Validator:
 
     With `validate_on=None` every unexpired result is reused, as in Prefect 1.
     """
+    return _partial("inputs", validate_on)
+
+
+def _partial(kind: str, validate_on: Iterable[str] | None) -> Validator:
     names = None if validate_on is None else list(validate_on)
 
-    def _partial_inputs_only(
+    def validator(
         state: Cached, inputs: dict[str, Any], parameters: dict[str, Any]
     ) -> bool:
         if not duration_only(state, inputs, parameters):
             return False
         if names is None:
             return True
-        provided = fingerprints(_only_values(inputs, names))
-        return provided == _only(_recorded(state, "hashed_inputs"), names)
+        values = inputs if kind == "inputs" else parameters
+        provided = fingerprints(_only_values(values, names))
+        return provided == _only(_recorded(state, f"hashed_{kind}"), names)
 
-    return _partial_inputs_only
+    validator.__name__ = f"partial_{kind}_only"
+    return validator
 
 
 def _only_values(values: Mapping[str, Any] | None, names: list[str]) -> dict[str, Any]:

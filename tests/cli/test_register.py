@@ -25,6 +25,7 @@ from durable.store import Store
 from durable.store.records import RegisteredFlowRecord
 from durable.timesource import SYSTEM_TIME
 from tests.cli.test_cli import CHAIN, durable, is_one_line, ran, rows, write_flow
+from tests.cli.test_cli import TWO_FLOWS as TWO
 
 NOW = pendulum.datetime(2026, 3, 1, 10, 30, tz="UTC")
 HOURLY = IntervalSchedule(
@@ -47,24 +48,6 @@ hourly = IntervalSchedule(
 )
 with Flow("report", schedule=hourly) as flow:
     report()
-"""
-
-TWO = """
-@task
-def first():
-    ran("first")
-
-
-@task
-def second():
-    ran("second")
-
-
-with Flow("first") as one:
-    first()
-
-with Flow("second") as two:
-    second()
 """
 
 
