@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,13 @@ def lines(side: Path) -> list[str]:
     return side.read_text().splitlines() if side.exists() else []
 
 
-def kill_after(process: subprocess.Popen[bytes], side: Path, count: int) -> None:
-    """SIGKILL the process once the side file has `count` lines."""
+def kill_after(
+    process: subprocess.Popen[bytes], side: Path, count: int,
+    also: Callable[[], bool] = lambda: True,
+) -> None:  # fmt: skip
+    """SIGKILL the process once the side file has `count` lines (and `also()` holds)."""
     deadline = time.monotonic() + 30
-    while len(lines(side)) < count:
+    while len(lines(side)) < count or not also():
         assert process.poll() is None, "the run ended before the kill"
         assert time.monotonic() < deadline, "the run made no progress"
         threading.Event().wait(0.002)
@@ -98,8 +102,14 @@ def test_a_resumed_map_runs_exactly_the_unfinished_children(
 
 def test_approve_releases_a_task_paused_before_a_crash(tmp_path: Path) -> None:
     db, side = tmp_path / "paused.db", tmp_path / "side.txt"
+
+    def paused() -> bool:
+        return bool(db.exists()) and query(
+            db, "SELECT state FROM task_runs WHERE task_slug = 'approve_me-1'"
+        ) == [("Paused",)]
+
     kill_after(durable(db, side, "run", str(FLOWS / "paused.py"), "--run-id", "p"),
-               side, 5)  # fmt: skip
+               side, 5, also=paused)  # fmt: skip
     assert query(
         db, "SELECT state FROM task_runs WHERE task_slug = 'approve_me-1'"
     ) == [("Paused",)]

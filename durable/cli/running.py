@@ -160,6 +160,8 @@ def continue_run(
     record: FlowRunRecord,
     file: str | None,
     allow_flow_changes: bool,
+    *,
+    restart: bool = False,
 ) -> NoReturn:
     """Load the run's flow (from its recorded file, or `file`) and drive the run on."""
     source = file or record.source_path
@@ -172,5 +174,15 @@ def continue_run(
     flow = load_flow(source, record.flow_name, debug=settings.debug)
     state = _run_flow(settings, flow, run_id=record.id,
                       allow_flow_changes=allow_flow_changes,
-                      durability=_env_durability())  # fmt: skip
+                      durability=_env_durability(), restart=restart)  # fmt: skip
     finish(state, record.id)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--file", "file", metavar="PATH", help="The flow's file, if it moved.")
+@pass_settings
+def restart(settings: Settings, run_id: str, file: str | None) -> None:
+    """Run a run's failed task runs, and everything downstream of them, again."""
+    record = with_store(settings, lambda store: store.get_flow_run(run_id))
+    continue_run(settings, record, file, allow_flow_changes=False, restart=True)

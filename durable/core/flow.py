@@ -373,6 +373,7 @@ class Flow:
         allow_flow_changes: bool = False,
         run_on_schedule: bool | None = None,
         durability: Literal["full", "normal"] = "full",
+        restart: bool = False,
         **kwargs: Any,
     ) -> State:
         """Run the flow (or resume run `run_id`) and return its final state.
@@ -382,7 +383,8 @@ class Flow:
         parameters it started with; parameters given here must agree with them.
         A flow with a schedule blocks and runs once per schedule event (each a new run,
         its clock's `parameter_defaults` over these parameters) and returns the last
-        run's state; `run_on_schedule=False` runs it once, now.
+        run's state; `run_on_schedule=False` runs it once, now. `restart=True` (with
+        `run_id`) runs the run's failed task runs, and everything downstream of them, again.
         `durability="normal"` trades safety on power loss for speed.
         """
         if active_flow() is self:
@@ -422,6 +424,7 @@ class Flow:
             db=db,
             allow_flow_changes=allow_flow_changes,
             durability=durability,
+            restart=restart,
         )
 
     def _known(self, task: Task) -> Task:

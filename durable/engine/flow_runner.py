@@ -35,6 +35,7 @@ from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
 from durable.engine.resume import RunLoader
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
+from durable.errors import RunNotFoundError
 from durable.log import configure_console, store_logs
 from durable.states import (
     Failed,
@@ -67,9 +68,11 @@ class FlowRunner:
     def __init__(
         self, flow: Flow, store: Store, *, executor: Executor | None = None,
         time: TimeSource = SYSTEM_TIME, allow_flow_changes: bool = False,
-        scheduled_start_time: DateTime | None = None,
+        scheduled_start_time: DateTime | None = None, restart: bool = False,
     ) -> None:  # fmt: skip
         self.flow, self.store, self.time = flow, store, time
+        self.restart = restart
+        """Whether to run failed task runs (and what depends on them) again."""
         self.scheduled_start_time = scheduled_start_time
         """When the run was scheduled to start (a schedule's event), if it was."""
         self.executor: Executor = executor or flow.executor or LocalExecutor()
@@ -120,7 +123,14 @@ class FlowRunner:
         """Find the run to resume, or record a new one with a Pending task run per task."""
         record = None if run_id is None else await self.store.find_flow_run(run_id)
         if record is not None:
-            return await self._loader.load(record, parameters)
+            plan = await self._loader.load(record, parameters)
+            if self.restart:
+                count = self._loader.restart(plan)
+                logger.info("Restarting flow run %r: %d task runs will run again",
+                            plan.run_id, count)  # fmt: skip
+            return plan
+        if self.restart:
+            raise RunNotFoundError(run_id or "", detail="nothing to restart")
         params = self.flow.validate_parameters(dict(parameters or {}))
         plan = RunPlan(
             run_id=run_id or new_run_id(),
@@ -347,7 +357,14 @@ class FlowRunner:
         for index in range(width):
             stored = plan.stored_children.get((task.slug, index))
             if stored is not None:
-                state = self._loader.stored_state(plan, stored)
+                restarted = task.slug in plan.restarted_maps or (
+                    (task.slug, index) in plan.restarted_children
+                )
+                state = (
+                    Pending("Restarted from failed.")
+                    if restarted
+                    else self._loader.stored_state(plan, stored)
+                )
                 children.append(TaskRunPlan(stored.id, stored.attempts, state, index))
                 continue
             created.append(
@@ -434,8 +451,12 @@ async def run_flow_async(
     durability: Durability = "full",
     time: TimeSource = SYSTEM_TIME,
     scheduled_start_time: DateTime | None = None,
+    restart: bool = False,
 ) -> State:
-    """Run (or resume) `flow` on the async engine and return its final state.
+    """Run (or resume, or restart) `flow` on the async engine; return its final state.
+
+    `restart=True` resumes run `run_id` and also runs its failed task runs (and every task
+    downstream of them) again.
 
     Pass `store` to use an open store (it stays open), or `db` for a database path
     (default: `$DURABLE_DB`, else `$DURABLE_HOME/durable.db`).
@@ -447,7 +468,7 @@ async def run_flow_async(
         runner = FlowRunner(
             flow, store, executor=executor, time=time,
             allow_flow_changes=allow_flow_changes,
-            scheduled_start_time=scheduled_start_time,
+            scheduled_start_time=scheduled_start_time, restart=restart,
         )  # fmt: skip
         return await runner.run(parameters, run_id)
     finally:

@@ -102,6 +102,11 @@ class RunPlan:
     stored_loops: dict[str, dict[str, Any]] = field(default_factory=dict)
     """On resume: for task runs cut short inside a loop, their last Looped details."""
 
+    restarted_children: set[tuple[str, int]] = field(default_factory=set)
+    """On restart: mapped children to run again, by (slug, map index)."""
+    restarted_maps: set[str] = field(default_factory=set)
+    """On restart: slugs of mapped tasks all of whose children run again."""
+
     def add(self, task: Task, slug: str, mapped: bool, run: TaskRunPlan) -> None:
         """Add a task (in the flow's topological order) with its run."""
         self.tasks[task] = TaskPlan(task, slug, len(self.tasks), mapped, run)

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from durable.core.flow import Flow
-from durable.engine.plan import RunPlan, TaskRunPlan, is_final
+from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
 from durable.errors import ConfigurationError, FlowChangedError, ParameterError
 from durable.states import (
     STATE_TYPES,
@@ -28,7 +28,7 @@ from durable.states import (
     state_from_record,
 )
 from durable.store import NewTaskRun, Store
-from durable.store.records import FlowRunRecord, TaskRunRecord
+from durable.store.records import FlowRunRecord, TaskRunRecord, Transition
 from durable.timesource import TimeSource
 
 logger = logging.getLogger("durable.FlowRunner")
@@ -38,6 +38,8 @@ KEPT_STATES = frozenset(
 )
 """Stored states a resumed task run keeps (the others were cut short and run again)."""
 _MISSING = object()
+RESTARTABLE = frozenset({"Failed", "TimedOut", "TriggerFailed", "Cancelled"})
+"""States a restart runs again (as Prefect 1's "restart from failed")."""
 
 
 class RunLoader:
@@ -141,3 +143,52 @@ class RunLoader:
                 for e in self.flow.edges_from(task.task)
             ):
                 task.run.state = Pending("Result was not checkpointed; running again.")
+
+    def restart(self, plan: RunPlan) -> int:
+        """Reset failed task runs, and every task downstream of them, to Pending.
+
+        Successes upstream stay (their results are reused); a mapped task whose children
+        failed runs only those children again. Each reset is recorded as a Pending
+        transition. Returns how many task runs were reset.
+        """
+        failed_children = {
+            key for key, r in plan.stored_children.items() if r.state in RESTARTABLE
+        }
+        roots = [
+            t for t in plan.tasks.values()
+            if t.run.state.name in RESTARTABLE
+            or any(key[0] == t.slug for key in failed_children)
+        ]  # fmt: skip
+        reset: list[tuple[str, TaskRunPlan | TaskRunRecord]] = []
+        for task in roots:
+            if task.run.state.name in RESTARTABLE:
+                reset.append((task.slug, task.run))
+        for key in failed_children:
+            plan.restarted_children.add(key)
+            reset.append((key[0], plan.stored_children[key]))
+        downstream = self._downstream(plan, roots)
+        for task in downstream:
+            reset.append((task.slug, task.run))
+            if task.mapped:
+                plan.restarted_maps.add(task.slug)
+                reset += [(s, r) for (s, _), r in plan.stored_children.items()
+                          if s == task.slug]  # fmt: skip
+        now = self.time.timestamp()
+        for _, run in reset:
+            pending = Transition("Pending", "Restarted from failed.", now, None, False)
+            task_run_id = run.id if isinstance(run, TaskRunRecord) else run.task_run_id
+            self.store.record_task_state(plan.run_id, task_run_id, pending,
+                                         attempts=run.attempts)  # fmt: skip
+            if isinstance(run, TaskRunPlan):
+                run.state = Pending("Restarted from failed.")
+        return len(reset)
+
+    def _downstream(self, plan: RunPlan, roots: list[TaskPlan]) -> list[TaskPlan]:
+        found: dict[Any, TaskPlan] = {}
+        stack = [t.task for t in roots]
+        while stack:
+            for task in self.flow.downstream_tasks(stack.pop()):
+                if task not in found:
+                    found[task] = plan.tasks[task]
+                    stack.append(task)
+        return list(found.values())

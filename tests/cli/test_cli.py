@@ -732,3 +732,38 @@ def test_a_finished_run_leaves_no_connection_open_on_its_database(
     finally:
         gc.enable()
     assert mode == "delete"
+
+
+BROKEN_UNTIL_FIXED = """
+import os
+
+
+@task
+def extract():
+    ran("extract")
+    return 1
+
+
+@task
+def transform(x):
+    ran("transform")
+    if os.path.exists(os.path.join(os.path.dirname(RAN), "broken")):
+        raise RuntimeError("bad data")
+    return x + 1
+
+
+with Flow("flaky") as flow:
+    transform(extract())
+"""
+
+
+def test_restart_reruns_the_failed_task_and_keeps_the_successes(tmp_path: Path) -> None:
+    db, flow = tmp_path / "x.db", write_flow(tmp_path, BROKEN_UNTIL_FIXED)
+    (tmp_path / "broken").touch()
+    assert durable("--db", db, "run", flow, "--run-id", "r1").exit_code == 1
+    (tmp_path / "broken").unlink()
+    assert durable("--db", db, "resume", "r1").exit_code == 1  # resume keeps failures
+    result = durable("--db", db, "restart", "r1")
+    assert result.exit_code == 0, result.output
+    assert ran(tmp_path) == Counter({"extract": 1, "transform": 2})
+    assert rows(db, "SELECT state FROM flow_runs") == [("Success",)]

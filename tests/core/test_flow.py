@@ -413,6 +413,7 @@ class TestRun:
             "db": "x.db",
             "allow_flow_changes": False,
             "durability": "full",
+            "restart": False,
         }
 
     def test_keyword_arguments_named_like_parameters_are_parameters(
