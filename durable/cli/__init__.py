@@ -8,8 +8,17 @@ unusable, 5 the database comes from a newer durable, 130 interrupted (the run is
 
 from __future__ import annotations
 
-from durable.cli import reading, registry, running
+from durable.cli import reading, registry, running, worker
 from durable.cli.base import cli, main
 from durable.cli.loading import load_flow, load_flows
 
-__all__ = ["cli", "load_flow", "load_flows", "main", "reading", "registry", "running"]
+__all__ = [
+    "cli",
+    "load_flow",
+    "load_flows",
+    "main",
+    "reading",
+    "registry",
+    "running",
+    "worker",
+]

@@ -183,3 +183,57 @@ class RegisteredFlowRecord:
     schedule_text: str | None
     flow: Any
     """The Flow, unpickled: ready to run."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulableFlowRecord:
+    """A flow whose latest registered version has a schedule, and where its ticks stand."""
+
+    name: str
+    version: int
+    source_path: str | None
+    schedule: bytes
+    """The Schedule, cloudpickled."""
+    cursor: float
+    """Ticks up to here are accounted for: the newest tick recorded for the flow (any
+    version), or its first registration if none is."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewScheduledRun:
+    """A schedule tick to record: a run to start, or a missed tick that is skipped."""
+
+    id: str
+    flow_name: str
+    flow_version: int
+    scheduled_for: float
+    parameters_hash: str
+    parameters: bytes
+    """The clock's parameter defaults, pickled."""
+    status: str
+    """Scheduled, or Skipped (with `message` saying why)."""
+    message: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRunRecord:
+    """One schedule tick as stored, with its claim if a worker holds it."""
+
+    id: str
+    """Also the id of the flow run it starts."""
+    flow_name: str
+    flow_version: int
+    scheduled_for: float
+    parameters: bytes
+    status: str
+    message: str | None
+    created_at: float
+    claimed_by: str | None
+    lease_token: str | None
+    lease_expires_at: float | None
+    pid: int | None
+    pid_started: str | None
+    launches: int
+    crashes: int
+    ended_at: float | None

@@ -38,11 +38,12 @@ from durable.store.records import (
     Transition,
 )
 from durable.store.registry import FlowRegistry
+from durable.store.scheduling import ScheduledRuns
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
 
-class Store(FlowRegistry):
+class Store(FlowRegistry, ScheduledRuns):
     """One durable database: a writer thread for checkpoints, a reader for queries.
 
     Registered flows (`register_flow`, `list_flows`, `load_registered_flow`) come from

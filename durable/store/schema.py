@@ -128,7 +128,39 @@ ALTER TABLE flows ADD COLUMN schedule BLOB;
 ALTER TABLE flows ADD COLUMN schedule_text TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
+V5 = """
+-- Scheduled runs (durable worker): one row per schedule tick, created once. The UNIQUE key
+-- and INSERT ... ON CONFLICT DO NOTHING keep several workers from creating a tick twice;
+-- id is the flow run id the tick's run gets (derived from the key). status: Scheduled
+-- (due or waiting to be claimed), Skipped (a missed tick the catchup policy does not
+-- run: recorded, never dropped), Running (claimed by a worker), Finished, Crashed.
+-- A claim carries a lease (token, expiry) and its owner process (pid, start token) so
+-- that any worker can tell a dead owner from a live one.
+CREATE TABLE scheduled_runs (
+    id               TEXT PRIMARY KEY,
+    flow_name        TEXT NOT NULL,
+    flow_version     INTEGER NOT NULL,
+    scheduled_for    REAL NOT NULL,
+    parameters_hash  TEXT NOT NULL,
+    parameters       BLOB NOT NULL,
+    status           TEXT NOT NULL,
+    message          TEXT,
+    created_at       REAL NOT NULL,
+    claimed_by       TEXT,
+    lease_token      TEXT,
+    lease_expires_at REAL,
+    pid              INTEGER,
+    pid_started      TEXT,
+    launches         INTEGER NOT NULL DEFAULT 0,
+    crashes          INTEGER NOT NULL DEFAULT 0,
+    ended_at         REAL,
+    UNIQUE (flow_name, flow_version, scheduled_for, parameters_hash)
+);
+CREATE INDEX scheduled_runs_by_status ON scheduled_runs (status, scheduled_for);
+CREATE INDEX scheduled_runs_by_flow ON scheduled_runs (flow_name, scheduled_for);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,80 @@
+"""The worker commands: `durable worker` runs scheduled flows; the hidden `worker-run`
+is what the worker starts in each child process."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import timedelta
+
+import anyio
+import click
+
+from durable.cli.base import EXIT_FAILED, Settings, cli, pass_settings, with_store
+from durable.store import Store
+from durable.timesource import SYSTEM_TIME
+from durable.worker import CATCHUPS, Catchup, SubprocessLauncher, Worker, run_scheduled
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="The most runs to run at once.")  # fmt: skip
+@click.option("--name", help="This worker's name (default: HOST:PID); unique per db.")
+@click.option("--burst", is_flag=True,
+              help="Run everything due now, wait for it, and exit.")  # fmt: skip
+@click.option("--catchup", type=click.Choice(CATCHUPS), default="skip",
+              show_default=True, help="Missed ticks after downtime: run the newest "
+              "(skip), run all, or run none.")  # fmt: skip
+@click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, hidden=True)
+@pass_settings
+def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
+           catchup: Catchup, poll: float) -> None:  # fmt: skip
+    """Create scheduled runs of registered flows and run each in its own process.
+
+    SIGTERM or Ctrl-C stops claiming and waits for the running runs; a second one
+    exits at once, leaving them resumable.
+    """
+
+    async def work(store: Store) -> None:
+        runner = Worker(
+            store, SYSTEM_TIME, SubprocessLauncher(store.path),
+            concurrency=concurrency, name=name, catchup=catchup,
+        )  # fmt: skip
+        click.echo(f"Worker {runner.name} on {store.path}", err=True)
+        if burst:
+            await runner.burst()
+        else:
+            await _serve(runner, timedelta(seconds=poll))
+
+    with_store(settings, work, writable=True)
+
+
+async def _serve(runner: Worker, poll: timedelta) -> None:
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    if runner.stopping:  # a second signal: leave the runs resumable
+                        click.echo("Stopping now; running runs resume later", err=True)
+                        group.cancel_scope.cancel()
+                        return
+                    click.echo("Stopping: waiting for running runs", err=True)
+                    runner.stopping = True
+
+        group.start_soon(watch)
+        await runner.serve(poll)
+        group.cancel_scope.cancel()
+
+
+@cli.command("worker-run", hidden=True)
+@click.argument("run_id")
+@pass_settings
+def worker_run(settings: Settings, run_id: str) -> None:
+    """Run (or resume) one scheduled run: what `durable worker` starts per run."""
+
+    async def work(store: Store) -> bool:
+        return await run_scheduled(store, run_id, SYSTEM_TIME)
+
+    ok = with_store(settings, work, writable=True)
+    sys.exit(0 if ok else EXIT_FAILED)

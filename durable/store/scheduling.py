@@ -1,0 +1,275 @@
+"""Scheduled runs: schedule ticks recorded once, claimed under a lease, released after a
+crash. A part of `Store`, kept in a module of its own; the worker drives it.
+
+Every write goes through the checkpoint writer, so each operation below runs inside one
+`BEGIN IMMEDIATE` transaction: a claim is a compare-and-set on `claimed_by IS NULL`, and
+an operation on a claim is fenced by its lease token (a stale owner changes 0 rows).
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from durable.store import rows
+from durable.store.records import (
+    NewScheduledRun,
+    SchedulableFlowRecord,
+    ScheduledRunRecord,
+    Transition,
+)
+from durable.store.writer import CheckpointWriter
+
+SCHEDULED_RUN_COLUMNS = (
+    "id, flow_name, flow_version, scheduled_for, parameters, status, message,"
+    " created_at, claimed_by, lease_token, lease_expires_at, pid, pid_started,"
+    " launches, crashes, ended_at"
+)
+
+_CURSOR_SQL = (
+    "SELECT COALESCE((SELECT MAX(scheduled_for) FROM scheduled_runs"
+    " WHERE flow_name = ?), (SELECT MIN(registered_at) FROM flows WHERE name = ?"
+    " AND registered_at IS NOT NULL))"
+)
+
+
+def _record(row: Any) -> ScheduledRunRecord:
+    return ScheduledRunRecord(
+        id=row[0], flow_name=row[1], flow_version=row[2], scheduled_for=row[3],
+        parameters=bytes(row[4]), status=row[5], message=row[6], created_at=row[7],
+        claimed_by=row[8], lease_token=row[9], lease_expires_at=row[10], pid=row[11],
+        pid_started=row[12], launches=row[13], crashes=row[14], ended_at=row[15],
+    )  # fmt: skip
+
+
+def _cursor(conn: sqlite3.Connection, name: str) -> float | None:
+    value = conn.execute(_CURSOR_SQL, (name, name)).fetchone()[0]
+    return None if value is None else float(value)
+
+
+class ScheduledRuns(abc.ABC):
+    """Store operations on schedule ticks and the workers' claims on them."""
+
+    @property
+    @abc.abstractmethod
+    def writer(self) -> CheckpointWriter:
+        """The checkpoint writer that every operation goes through."""
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, args: Iterable[Any]) -> list[Any]:
+        """Run a query on the reader connection."""
+
+    async def _write(self, operation: Any) -> Any:
+        outcome: list[Any] = []
+        self.writer.submit(lambda conn: outcome.append(operation(conn)))
+        await self.writer.flush()
+        return outcome[0]
+
+    async def list_schedulable_flows(self) -> list[SchedulableFlowRecord]:
+        """Return each flow whose latest registered version has a schedule."""
+        fetched = await self._fetch(
+            "SELECT f.name, f.version, f.source_path, f.schedule FROM flows f"
+            " WHERE f.id = (SELECT id FROM flows WHERE name = f.name"
+            " AND registered_at IS NOT NULL ORDER BY version DESC LIMIT 1)"
+            " AND f.schedule IS NOT NULL ORDER BY f.name",
+            (),
+        )
+        found = []
+        for name, version, source, schedule in fetched:
+            cursor = await self._fetch(_CURSOR_SQL, (name, name))
+            found.append(
+                SchedulableFlowRecord(
+                    name, version, source, bytes(schedule), float(cursor[0][0])
+                )
+            )
+        return found
+
+    async def add_scheduled_runs(
+        self, flow_name: str, cursor: float, ticks: Sequence[NewScheduledRun]
+    ) -> int:
+        """Record a flow's new ticks, unless another worker recorded ticks meanwhile.
+
+        A compare-and-set on the flow's cursor: if its newest recorded tick is no longer
+        `cursor`, nothing is written (the caller's view is stale; its next pass sees the
+        other worker's ticks). The UNIQUE key backs this up: a tick is never stored twice.
+
+        Returns:
+            How many rows were created.
+        """
+
+        def write(conn: sqlite3.Connection) -> int:
+            if _cursor(conn, flow_name) != cursor:
+                return 0
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO scheduled_runs (id, flow_name, flow_version, scheduled_for,"
+                " parameters_hash, parameters, status, message, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(t.id, t.flow_name, t.flow_version, t.scheduled_for,
+                  t.parameters_hash, t.parameters, t.status, t.message, t.created_at)
+                 for t in ticks],
+            )  # fmt: skip
+            return conn.total_changes - before
+
+        created: int = await self._write(write)
+        return created
+
+    async def claim_due_run(
+        self, *, worker: str, token: str, now: float, lease_until: float, pid: int,
+        pid_started: str,
+    ) -> ScheduledRunRecord | None:  # fmt: skip
+        """Claim the oldest due, unclaimed run for `worker`, or return None.
+
+        The claim names the claiming process (`pid`, `pid_started`) until a launch
+        records the run's own process, so a worker that dies in between is noticed.
+        """
+
+        def write(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "UPDATE scheduled_runs SET status = 'Running', claimed_by = ?,"
+                " lease_token = ?, lease_expires_at = ?, pid = ?, pid_started = ?"
+                " WHERE id = (SELECT id FROM scheduled_runs WHERE status = 'Scheduled'"
+                " AND scheduled_for <= ? ORDER BY scheduled_for, id LIMIT 1)"
+                f" AND claimed_by IS NULL RETURNING {SCHEDULED_RUN_COLUMNS}",
+                (worker, token, lease_until, pid, pid_started, now),
+            ).fetchone()
+
+        row = await self._write(write)
+        return None if row is None else _record(row)
+
+    async def record_launch(
+        self, run_id: str, token: str, *, pid: int, pid_started: str
+    ) -> bool:
+        """Record the process a claimed run was launched in; False if the claim is lost."""
+        return bool(
+            await self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE scheduled_runs SET pid = ?, pid_started = ?,"
+                        " launches = launches + 1 WHERE id = ? AND lease_token = ?",
+                        (pid, pid_started, run_id, token),
+                    ).rowcount
+                )
+            )
+        )
+
+    async def renew_leases(
+        self, claims: Sequence[tuple[str, str]], lease_until: float
+    ) -> int:
+        """Extend the leases of (run id, lease token) claims; return how many held."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            return sum(
+                conn.execute(
+                    "UPDATE scheduled_runs SET lease_expires_at = ? WHERE id = ?"
+                    " AND lease_token = ? AND status = 'Running'",
+                    (lease_until, run_id, token),
+                ).rowcount
+                for run_id, token in claims
+            )
+
+        renewed: int = await self._write(write)
+        return renewed
+
+    async def finish_scheduled_run(
+        self, run_id: str, token: str, *, state: str, now: float
+    ) -> bool:
+        """Mark a claimed run Finished with its flow run's state; False if fenced off."""
+        return bool(
+            await self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE scheduled_runs SET status = 'Finished', message = ?,"
+                        " ended_at = ?, claimed_by = NULL, lease_expires_at = NULL"
+                        " WHERE id = ? AND lease_token = ? AND status = 'Running'",
+                        (state, now, run_id, token),
+                    ).rowcount
+                )
+            )
+        )
+
+    async def release_crashed_run(
+        self, run_id: str, token: str, *, now: float, reason: str, max_crashes: int
+    ) -> str | None:
+        """Count a crash of a claimed run: unclaim it to run again, or give up.
+
+        After `max_crashes` crashes the run is Crashed and its flow run (if it started)
+        Failed, in the same transaction, instead of being launched forever.
+
+        Returns:
+            The run's new status (Scheduled or Crashed), or None if the claim was
+            already gone (another worker released it first).
+        """
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT crashes FROM scheduled_runs WHERE id = ? AND lease_token = ?"
+                " AND status = 'Running'",
+                (run_id, token),
+            ).fetchone()
+            if row is None:
+                return None
+            crashes = int(row[0]) + 1
+            if crashes < max_crashes:
+                conn.execute(
+                    "UPDATE scheduled_runs SET status = 'Scheduled', crashes = ?,"
+                    " message = ?, claimed_by = NULL, lease_token = NULL,"
+                    " lease_expires_at = NULL, pid = NULL, pid_started = NULL"
+                    " WHERE id = ?",
+                    (crashes, reason, run_id),
+                )
+                return "Scheduled"
+            message = f"crashed {crashes} times (last: {reason}); not run again"
+            conn.execute(
+                "UPDATE scheduled_runs SET status = 'Crashed', crashes = ?, message = ?,"
+                " ended_at = ?, claimed_by = NULL, lease_expires_at = NULL WHERE id = ?",
+                (crashes, message, now, run_id),
+            )
+            failed = Transition("Failed", message, now, {"crashed": crashes}, True)
+            if conn.execute(
+                "UPDATE flow_runs SET state = 'Failed', state_message = ?,"
+                " updated_at = ?, ended_at = ? WHERE id = ?",
+                (message, now, now, run_id),
+            ).rowcount:
+                rows.append_state(conn, run_id, None, failed)
+            return "Crashed"
+
+        status: str | None = await self._write(write)
+        return status
+
+    async def find_scheduled_run(self, run_id: str) -> ScheduledRunRecord | None:
+        """Return the schedule tick whose run has this id, or None."""
+        fetched = await self._fetch(
+            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs WHERE id = ?",
+            (run_id,),
+        )
+        return _record(fetched[0]) if fetched else None
+
+    async def list_scheduled_runs(
+        self, *, flow_name: str | None = None, status: str | None = None
+    ) -> list[ScheduledRunRecord]:
+        """Return schedule ticks, oldest first, optionally of one flow or status."""
+        clauses, args = ["1"], list[Any]()
+        if flow_name is not None:
+            clauses.append("flow_name = ?")
+            args.append(flow_name)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        fetched = await self._fetch(
+            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs"
+            f" WHERE {' AND '.join(clauses)} ORDER BY scheduled_for, id",
+            args,
+        )
+        return [_record(row) for row in fetched]
+
+    async def count_claims(self, worker: str) -> int:
+        """Return how many runs `worker` holds claims on."""
+        fetched = await self._fetch(
+            "SELECT COUNT(*) FROM scheduled_runs WHERE claimed_by = ?"
+            " AND status = 'Running'",
+            (worker,),
+        )
+        return int(fetched[0][0])

@@ -1,0 +1,26 @@
+"""The worker: creates scheduled runs, claims and launches them, and recovers crashed ones
+(see docs/worker.md)."""
+
+from __future__ import annotations
+
+from durable.worker.launcher import (
+    Handle,
+    InProcessLauncher,
+    Launcher,
+    SubprocessLauncher,
+    run_scheduled,
+)
+from durable.worker.loop import PassReport, Worker
+from durable.worker.ticks import CATCHUPS, Catchup
+
+__all__ = [
+    "CATCHUPS",
+    "Catchup",
+    "Handle",
+    "InProcessLauncher",
+    "Launcher",
+    "PassReport",
+    "SubprocessLauncher",
+    "Worker",
+    "run_scheduled",
+]

@@ -1,0 +1,164 @@
+"""Launching a claimed run: the `Launcher` protocol, an in-process launcher for tests and
+a subprocess launcher for real use, and `run_scheduled`, what either one runs.
+
+A launched run reports through a `Handle`: its pid and start token (recorded with the
+claim so any worker can check the owner) and, once it ends, its exit code. Whether the
+run finished is read from the store, not from the exit code: a run that exited without a
+finished flow run crashed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import pendulum
+from anyio.abc import Process
+
+from durable.errors import DurableError
+from durable.store import Store
+from durable.store.records import ScheduledRunRecord
+from durable.timesource import TimeSource
+from durable.worker.recovery import process_token
+
+logger = logging.getLogger(__name__)
+
+
+class Handle(Protocol):
+    """A launched run, as its worker sees it."""
+
+    @property
+    def pid(self) -> int:
+        """The process the run executes in."""
+        ...
+
+    @property
+    def token(self) -> str:
+        """That process's start token (see `durable.worker.recovery`)."""
+        ...
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the run has ended, None while it runs."""
+        ...
+
+    async def wait(self) -> int:
+        """Wait for the run to end and return its exit code."""
+        ...
+
+
+class Launcher(Protocol):
+    """Starts claimed runs; the worker passes one in, so tests can run in-process."""
+
+    async def launch(self, run: ScheduledRunRecord) -> Handle:
+        """Start `run` and return its handle (the run may still be going)."""
+        ...
+
+
+class FinishedHandle:
+    """The handle of a run that ran to its end before `launch` returned."""
+
+    def __init__(self, returncode: int) -> None:
+        self.pid = os.getpid()
+        self.token = process_token(self.pid)
+        self.returncode: int | None = returncode
+
+    async def wait(self) -> int:
+        """Return the exit code at once: the run has ended."""
+        return self.returncode or 0
+
+
+async def run_scheduled(store: Store, run_id: str, time: TimeSource) -> bool:
+    """Run (or resume) the flow run of schedule tick `run_id`; return True on success.
+
+    Loads the flow version the tick was created for, with the tick's parameters.
+
+    Raises:
+        DurableError: the tick or its registered flow version does not exist.
+    """
+    from durable.engine.flow_runner import run_flow_async  # the engine loads to run
+
+    tick = await store.find_scheduled_run(run_id)
+    if tick is None:
+        raise DurableError(f"No scheduled run {run_id!r}; see: durable worker")
+    registered = await store.load_registered_flow(tick.flow_name, tick.flow_version)
+    if registered is None:
+        raise DurableError(
+            f"Flow {tick.flow_name!r} has no registered version {tick.flow_version}; "
+            "register it again"
+        )
+    state = await run_flow_async(
+        registered.flow,
+        parameters=pickle.loads(tick.parameters),
+        run_id=run_id,
+        store=store,
+        time=time,
+        scheduled_start_time=pendulum.from_timestamp(tick.scheduled_for, tz="UTC"),
+    )
+    return bool(state.is_successful())
+
+
+class InProcessLauncher:
+    """Runs each claimed run to its end inside `launch`, on the worker's store and time.
+
+    For tests: a run is one await, with no subprocess, so `run_once` is deterministic.
+    """
+
+    def __init__(self, store: Store, time: TimeSource) -> None:
+        self.store, self.time = store, time
+
+    async def launch(self, run: ScheduledRunRecord) -> Handle:
+        """Run `run` now and return a handle that has already ended."""
+        try:
+            ok = await run_scheduled(self.store, run.id, self.time)
+        except Exception:  # loading the flow runs the user's code; a run's crash
+            logger.exception("scheduled run %s could not run", run.id)
+            return FinishedHandle(1)
+        return FinishedHandle(0 if ok else 1)
+
+
+class ProcessHandle:
+    """A run in a child process."""
+
+    def __init__(self, process: Process) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.token = process_token(process.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit code, None while it runs."""
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        """Wait for the child to exit; return its exit code."""
+        return await self._process.wait()
+
+
+class SubprocessLauncher:
+    """Runs each claimed run in a process of its own: `durable worker-run RUN_ID`."""
+
+    def __init__(self, db: str | Path) -> None:
+        self.db = str(db)
+
+    async def launch(self, run: ScheduledRunRecord) -> Handle:
+        """Start the child process and return at once."""
+        command = [
+            sys.executable,
+            "-m",
+            "durable",
+            "--db",
+            self.db,
+            "worker-run",
+            run.id,
+        ]
+        process = await anyio.open_process(
+            command, stdin=None, stdout=None, stderr=None
+        )
+        logger.info("launched scheduled run %s in process %d", run.id, process.pid)
+        return ProcessHandle(process)

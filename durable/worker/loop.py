@@ -1,0 +1,212 @@
+"""The worker: one pass (`run_once`) creates the runs that are due, claims and launches
+them within the concurrency limit, heartbeats its claims and recovers the runs of dead
+owners; `serve` repeats passes until stopped, `burst` until nothing is left to do.
+
+Tests drive `run_once` with a fake time and an in-process launcher; nothing here sleeps
+except through the time source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from durable.store import Store
+from durable.store.records import ScheduledRunRecord
+from durable.store.registry import load_copy
+from durable.timesource import TimeSource
+from durable.worker.launcher import Handle, Launcher
+from durable.worker.recovery import Liveness, liveness, process_token
+from durable.worker.ticks import Catchup, due_events, plan_ticks
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = ("Pending", "Scheduled", "Running")
+"""Flow run states that mean a run whose process has ended did not finish: it crashed."""
+
+
+@dataclass
+class Claim:
+    """A run this worker holds and has launched."""
+
+    run: ScheduledRunRecord
+    token: str
+    handle: Handle
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one `run_once` pass did, for logs and tests."""
+
+    created: int
+    launched: int
+    finished: int
+    recovered: int
+
+
+class Worker:
+    """Creates, claims, launches, heartbeats and recovers scheduled runs on one store."""
+
+    def __init__(
+        self, store: Store, time: TimeSource, launcher: Launcher, *,
+        concurrency: int = 4, name: str | None = None, catchup: Catchup = "skip",
+        lease: timedelta = timedelta(seconds=30),
+        late_after: timedelta = timedelta(seconds=60), max_crashes: int = 3,
+    ) -> None:  # fmt: skip
+        self.store, self.time, self.launcher = store, time, launcher
+        self.concurrency = concurrency
+        """The most runs this worker runs at once."""
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        """The worker's claim name: unique among the workers sharing a database."""
+        self.catchup: Catchup = catchup
+        self.lease = lease
+        """How long a claim lasts without a heartbeat before others may take it over."""
+        self.late_after = late_after
+        """How overdue a tick is when the `none` catchup policy skips it."""
+        self.max_crashes = max_crashes
+        """After this many crashes a run is marked crashed instead of launched again."""
+        self.claims: dict[str, Claim] = {}
+        """The runs this worker launched and has not seen end, by run id."""
+        self.stopping = False
+        """Set to stop claiming new runs (running ones go on)."""
+        self.settled = 0
+        """How many launched runs this worker has seen end (finished or crashed)."""
+        self._pid, self._token = os.getpid(), process_token(os.getpid())
+
+    async def run_once(self) -> PassReport:
+        """Do one pass: reap, heartbeat, recover, create due runs, claim and launch."""
+        settled = self.settled
+        await self.reap()
+        await self.heartbeat()
+        recovered = await self.recover()
+        created = await self.create_due_runs()
+        launched = 0 if self.stopping else await self.claim_and_launch()
+        await self.reap()
+        return PassReport(created, launched, self.settled - settled, recovered)
+
+    # Steps -----------------------------------------------------------------------------
+    async def create_due_runs(self) -> int:
+        """Record every registered schedule's ticks due by now, per the catchup policy."""
+        now, created = self.time.now(), 0
+        for flow in await self.store.list_schedulable_flows():
+            try:
+                schedule = load_copy(flow.schedule, flow.source_path)
+                events = due_events(schedule, flow.cursor, now)
+            except Exception:  # unpickling and filters run the user's code
+                logger.exception("schedule of flow %r cannot be read", flow.name)
+                continue
+            if events:
+                ticks = plan_ticks(flow, events, now=now, catchup=self.catchup,
+                                   late_after=self.late_after)  # fmt: skip
+                created += await self.store.add_scheduled_runs(
+                    flow.name, flow.cursor, ticks
+                )
+        return created
+
+    async def claim_and_launch(self) -> int:
+        """Claim due runs while under the concurrency limit and launch each one."""
+        launched = 0
+        while await self.store.count_claims(self.name) < self.concurrency:
+            token, now = uuid.uuid4().hex, self.time.timestamp()
+            run = await self.store.claim_due_run(
+                worker=self.name, token=token, now=now,
+                lease_until=now + self.lease.total_seconds(), pid=self._pid,
+                pid_started=self._token,
+            )  # fmt: skip
+            if run is None:
+                break
+            logger.info("worker %s claimed scheduled run %s", self.name, run.id)
+            try:
+                handle = await self.launcher.launch(run)
+            except Exception as exc:  # e.g. no process could start: count a crash
+                logger.exception("scheduled run %s could not be launched", run.id)
+                await self.settle(run.id, token, f"launch failed: {exc!r}")
+                continue
+            await self.store.record_launch(
+                run.id, token, pid=handle.pid, pid_started=handle.token
+            )
+            self.claims[run.id] = Claim(run, token, handle)
+            launched += 1
+            if handle.returncode is not None:
+                await self.reap()
+        return launched
+
+    async def reap(self) -> int:
+        """Settle the claims whose process has ended: finished, or crashed."""
+        ended = [c for c in self.claims.values() if c.handle.returncode is not None]
+        for claim in ended:
+            del self.claims[claim.run.id]
+            reason = f"exit code {claim.handle.returncode}"
+            await self.settle(claim.run.id, claim.token, reason)
+        self.settled += len(ended)
+        return len(ended)
+
+    async def settle(self, run_id: str, token: str, reason: str) -> None:
+        """Mark an ended run Finished if its flow run finished, else count a crash."""
+        record = await self.store.find_flow_run(run_id)
+        now = self.time.timestamp()
+        if record is not None and record.state not in UNFINISHED:
+            await self.store.finish_scheduled_run(
+                run_id, token, state=record.state, now=now
+            )
+            return
+        status = await self.store.release_crashed_run(
+            run_id, token, now=now, reason=reason, max_crashes=self.max_crashes
+        )
+        logger.warning("scheduled run %s crashed (%s): now %s", run_id, reason, status)
+
+    async def heartbeat(self) -> None:
+        """Extend the leases of this worker's running claims."""
+        if self.claims:
+            until = self.time.timestamp() + self.lease.total_seconds()
+            held = [(c.run.id, c.token) for c in self.claims.values()]
+            await self.store.renew_leases(held, until)
+
+    async def recover(self) -> int:
+        """Release the claims of owners that are provably dead or whose lease expired."""
+        recovered, now = 0, self.time.timestamp()
+        for run in await self.store.list_scheduled_runs(status="Running"):
+            if run.id in self.claims or run.lease_token is None:
+                continue
+            alive = liveness(run.pid, run.pid_started)
+            expired = run.lease_expires_at is not None and run.lease_expires_at < now
+            if alive is Liveness.DEAD:
+                reason = f"owner process {run.pid} of {run.claimed_by!r} died"
+            elif expired and alive is Liveness.UNKNOWN:
+                reason = f"lease of {run.claimed_by!r} expired"
+            else:
+                continue  # a live process keeps its run, even past its lease
+            await self.settle(run.id, run.lease_token, reason)
+            recovered += 1
+        return recovered
+
+    # Loops -----------------------------------------------------------------------------
+    async def burst(self) -> None:
+        """Run everything due now and wait for it; return once nothing is left."""
+        while True:
+            report = await self.run_once()
+            if self.claims:
+                await self.wait_for_claims()
+            elif not report.created and not report.launched and not report.recovered:
+                return
+
+    async def wait_for_claims(self) -> None:
+        """Wait until every launched run has ended, then settle them."""
+        for claim in list(self.claims.values()):
+            await claim.handle.wait()
+        await self.reap()
+
+    async def serve(self, poll: timedelta = timedelta(seconds=1)) -> None:
+        """Pass every `poll` until `stopping` is set, then wait for the running runs.
+
+        Cancelling it while it waits leaves those runs claimed: once their processes
+        end, any worker recovers them (they resume).
+        """
+        while not self.stopping:
+            await self.run_once()
+            await self.time.sleep_until(self.time.now() + poll)
+        await self.wait_for_claims()
