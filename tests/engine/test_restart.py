@@ -115,3 +115,51 @@ def test_flow_run_restart_from_python(db: Path) -> None:
     assert isinstance(flow.run(run_id="r1", db=db).result[loaded], Failed)
     broken.clear()
     assert flow.run(run_id="r1", db=db, restart=True).result[loaded].result == 20
+
+
+async def test_restart_reruns_every_failed_branch_and_the_failed_children(
+    db: Path,
+) -> None:
+    calls: list[str] = []
+    broken = {"left", "right", "item-1"}
+
+    @task
+    def source() -> list[int]:
+        calls.append("source")
+        return [0, 1, 2]
+
+    @task
+    def branch(name: str, xs: list[int]) -> int:
+        calls.append(name)
+        if name in broken:
+            raise RuntimeError(f"{name} broke")
+        return len(xs)
+
+    @task
+    def item(x: int) -> int:
+        calls.append(f"item-{x}")
+        if f"item-{x}" in broken:
+            raise RuntimeError("item broke")
+        return x
+
+    @task
+    def fine(xs: list[int]) -> int:
+        calls.append("fine")
+        return sum(xs)
+
+    @task
+    def combine(a: int, b: int, c: list[int], d: int) -> int:
+        calls.append("combine")
+        return a + b + sum(c) + d
+
+    with Flow("branches") as flow:
+        xs = source()
+        result = combine(
+            branch("left", xs), branch("right", xs), item.map(xs), fine(xs)
+        )
+    assert (await run(flow, db, run_id="r1")).is_failed()
+    calls.clear()
+    broken.clear()
+    state = await run(flow, db, run_id="r1", restart=True)
+    assert state.result[result].result == 3 + 3 + 3 + 3
+    assert sorted(calls) == ["combine", "item-1", "left", "right"]
