@@ -289,14 +289,7 @@ class Store(FlowRegistry, ScheduledRuns):
         self, *, flow_name: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[FlowRunRecord]:
         """Return the newest flow runs first, optionally of one flow or in one state."""
-        clauses, args = [], list[Any]()
-        if flow_name is not None:
-            clauses.append("r.flow_name = ?")
-            args.append(flow_name)
-        if state is not None:
-            clauses.append("r.state = ?")
-            args.append(state)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = rows.where({"r.flow_name": flow_name, "r.state": state})
         fetched = await self._fetch(
             f"SELECT {rows.FLOW_RUN_COLUMNS} FROM flow_runs r JOIN flows f ON f.id = r.flow_id"
             f" {where} ORDER BY r.created_at DESC, r.id LIMIT ?",

@@ -133,3 +133,13 @@ def insert_task_runs(
         " updated_at) VALUES (?, ?, ?, ?, ?, 'Pending', ?)",
         [(t.id, run_id, t.slug, t.name, t.map_index, now) for t in task_runs],
     )
+
+
+def where(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Build `WHERE col = ? AND ...` from the conditions whose value is not None.
+
+    Column names come from durable's own code, never from input; values are bound.
+    """
+    used = {column: value for column, value in conditions.items() if value is not None}
+    clause = " AND ".join(f"{column} = ?" for column in used)
+    return (f"WHERE {clause}" if clause else ""), list(used.values())

@@ -251,16 +251,10 @@ class ScheduledRuns(abc.ABC):
         self, *, flow_name: str | None = None, status: str | None = None
     ) -> list[ScheduledRunRecord]:
         """Return schedule ticks, oldest first, optionally of one flow or status."""
-        clauses, args = ["1"], list[Any]()
-        if flow_name is not None:
-            clauses.append("flow_name = ?")
-            args.append(flow_name)
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
+        where, args = rows.where({"flow_name": flow_name, "status": status})
         fetched = await self._fetch(
-            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs"
-            f" WHERE {' AND '.join(clauses)} ORDER BY scheduled_for, id",
+            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs {where}"
+            " ORDER BY scheduled_for, id",
             args,
         )
         return [_record(row) for row in fetched]
