@@ -138,6 +138,24 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
         threading.Event().wait(0.02)
 
 
+def committed_states(db: Path) -> dict[str, str]:
+    """Each task's latest committed state, across every run in the database."""
+
+    async def read() -> dict[str, str]:
+        store = await Store.open(db, readonly=True)
+        try:
+            runs = await store.list_flow_runs()
+            return {
+                t.task_name: t.state
+                for run in runs
+                for t in await store.list_task_runs(run.id)
+            }
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
 def ran(tmp_path: Path) -> list[str]:
     path = tmp_path / "ran.txt"
     return path.read_text().split() if path.exists() else []
@@ -183,6 +201,10 @@ def test_a_killed_worker_and_run_resume_on_the_next_worker(
     worker = start_worker(db, tmp_path)
     try:
         wait_for(lambda: ran(tmp_path) == ["first", "held"])
+        # A task body may start while its upstream's Success is still being committed
+        # (DESIGN: pipelined, ordered commits); once held's Running is durable, first's
+        # Success is too, and only then does the kill test that first is not rerun.
+        wait_for(lambda: committed_states(db).get("held") == "Running")
     finally:
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its run, at once
         worker.wait()
