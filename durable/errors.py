@@ -70,6 +70,11 @@ class StoreError(DurableError):
     """The database cannot be opened or used."""
 
 
+class LeaseLostError(StoreError):
+    """A worker-run process lost its claim: another worker runs its flow run now, so
+    its writes are refused (fenced) rather than mixed with the new owner's."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer durable; it is left untouched."""
 

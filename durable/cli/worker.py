@@ -69,12 +69,13 @@ async def _serve(runner: Worker, poll: timedelta) -> None:
 
 @cli.command("worker-run", hidden=True)
 @click.argument("run_id")
+@click.option("--lease", help="The claim's lease token: writes stop once it is lost.")
 @pass_settings
-def worker_run(settings: Settings, run_id: str) -> None:
+def worker_run(settings: Settings, run_id: str, lease: str | None) -> None:
     """Run (or resume) one scheduled run: what `durable worker` starts per run."""
 
     async def work(store: Store) -> bool:
-        return await run_scheduled(store, run_id, SYSTEM_TIME)
+        return await run_scheduled(store, run_id, SYSTEM_TIME, lease)
 
     ok = with_store(settings, work, writable=True)
     sys.exit(0 if ok else EXIT_FAILED)

@@ -23,6 +23,7 @@ from pendulum import DateTime
 
 from durable import context
 from durable.core.flow import Flow
+from durable.engine.cancel import CancelWatch, cancel_unfinished
 from durable.engine.executors import Executor, LocalExecutor
 from durable.engine.mapping import (
     blocked_map,
@@ -38,6 +39,7 @@ from durable.engine.task_runner import RunEnvironment, TaskRunner
 from durable.errors import RunNotFoundError
 from durable.log import configure_console, store_logs
 from durable.states import (
+    Cancelled,
     Failed,
     Mapped,
     Paused,
@@ -84,6 +86,9 @@ class FlowRunner:
         self._order: list[TaskPlan] = []
         self._mapped = {edge.downstream for edge in flow.edges if edge.mapped}
         self._loader = RunLoader(flow, store, time, allow_flow_changes, self._mapped)
+        self.cancel_poll = 0.5
+        """Seconds between two checks for a `durable cancel` request (see CancelWatch)."""
+        self._watch: CancelWatch | None = None
 
     async def run(
         self, parameters: Mapping[str, Any] | None = None, run_id: str | None = None
@@ -105,9 +110,14 @@ class FlowRunner:
                             plan.state.name)  # fmt: skip
                 plan.state.result = self._task_states(plan)
                 return plan.state
+            self._watch = CancelWatch(self.store, plan.run_id, poll=self.cancel_poll)
             state = self.set_running(plan)
-            await self.run_tasks(plan)
-            state = self.determine_final_state(state, plan)
+            if not await self._watch.check(now=True):
+                await self.run_tasks(plan)
+            if self._watch.requested:
+                state = self.cancel(plan, state)
+            else:
+                state = self.determine_final_state(state, plan)
             if plan.resumed:
                 logger.info(
                     "Resumed flow run %r: %d task runs had finished and were not run "
@@ -185,7 +195,7 @@ class FlowRunner:
                 ready.append((-1, task.order))
         heapq.heapify(ready)
         if self.executor.max_workers == 1:
-            while ready:
+            while ready and not await self._stopping():
                 unit = heapq.heappop(ready)
                 if unit not in started:
                     started.add(unit)
@@ -221,6 +231,19 @@ class FlowRunner:
         level = logging.ERROR if final.is_failed() else logging.INFO
         logger.log(level, "Flow run %s: %s", final.name.upper(), final.message)
         return final
+
+    def cancel(self, plan: RunPlan, state: State) -> State:
+        """End a run asked to stop: unfinished task runs and the flow run Cancelled."""
+        count = cancel_unfinished(plan, self.store, self.time)
+        new = Cancelled(f"Cancelled by request (durable cancel); {count} task runs "
+                        "had not finished.")  # fmt: skip
+        new.result = self._task_states(plan)
+        final = self.transition(plan, state, new)
+        logger.warning("Flow run %s: CANCELLED: %s", plan.run_id, final.message)
+        return final
+
+    async def _stopping(self) -> bool:
+        return self._watch is not None and await self._watch.check()
 
     def transition(self, plan: RunPlan, old: State, new: State) -> State:
         """Run the flow's handlers, stamp the state and queue its checkpoint."""
@@ -285,7 +308,8 @@ class FlowRunner:
 
         async with anyio.create_task_group() as group, send, receive:
             while True:
-                while ready and running < self.executor.max_workers:
+                while (ready and running < self.executor.max_workers
+                       and not await self._stopping()):  # fmt: skip
                     unit = heapq.heappop(ready)
                     if unit not in started:
                         started.add(unit)

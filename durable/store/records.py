@@ -138,6 +138,8 @@ class NewRegistration:
     schedule_text: str | None
     """The schedule in one line, kept as text so a listing never needs to unpickle it."""
     registered_at: float
+    catchup: str | None = None
+    """The flow's catchup policy (`Flow(catchup=...)`); None: the worker's default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,10 @@ class SchedulableFlowRecord:
     cursor: float
     """Ticks up to here are accounted for: the newest tick recorded for the flow (any
     version), or its first registration if none is."""
+    catchup: str | None = None
+    """The flow's catchup policy (None: the worker's default)."""
+    paused: bool = False
+    """Whether its schedule is paused (its ticks are recorded as Skipped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +243,21 @@ class ScheduledRunRecord:
     launches: int
     crashes: int
     ended_at: float | None
+    kind: str = "schedule"
+    """schedule (a tick), manual (`durable trigger`) or backfill (`durable backfill`)."""
+    claimed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker that has run on the database, and the runs it holds now."""
+
+    name: str
+    pid: int
+    pid_started: str
+    concurrency: int
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+    running: int
+    """How many runs it holds claims on."""

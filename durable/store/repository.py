@@ -8,6 +8,7 @@ The store knows nothing of the engine: it takes and returns plain values and rec
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from durable.errors import RunNotFoundError, StoreError
+from durable.liveness import process_token
 from durable.store import rows
 from durable.store.connection import (
     Durability,
@@ -27,6 +29,7 @@ from durable.store.connection import (
     migrate,
     resolve_db_path,
 )
+from durable.store.control import Operations
 from durable.store.records import (
     CacheEntryRecord,
     FlowRunRecord,
@@ -38,16 +41,16 @@ from durable.store.records import (
     Transition,
 )
 from durable.store.registry import FlowRegistry
-from durable.store.scheduling import ScheduledRuns
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
 
-class Store(FlowRegistry, ScheduledRuns):
+class Store(FlowRegistry, Operations):
     """One durable database: a writer thread for checkpoints, a reader for queries.
 
     Registered flows (`register_flow`, `list_flows`, `load_registered_flow`) come from
-    `FlowRegistry`.
+    `FlowRegistry`; scheduled runs and the operations on them (trigger, backfill,
+    pause, cancel, workers) from `ScheduledRuns` and `Operations`.
     """
 
     def __init__(
@@ -60,6 +63,14 @@ class Store(FlowRegistry, ScheduledRuns):
         self._sync_reader: sqlite3.Connection | None = None
         self._sync_lock = threading.Lock()
         self._closed = False
+        self._owner: tuple[int, str] | None = None
+
+    @property
+    def owner(self) -> tuple[int, str]:
+        """This process (pid, start token): recorded on the flow runs it runs."""
+        if self._owner is None:
+            self._owner = (os.getpid(), process_token(os.getpid()))
+        return self._owner
 
     @classmethod
     async def open(
@@ -150,16 +161,18 @@ class Store(FlowRegistry, ScheduledRuns):
         task_runs: Sequence[NewTaskRun],
     ) -> None:
         """Queue a new flow run, its flow version and its Pending task runs."""
-        now = transition.timestamp
+        now, (pid, started) = transition.timestamp, self.owner
 
         def write(conn: sqlite3.Connection) -> None:
             flow_id = rows.flow_version(conn, flow_name, fingerprint, source_path, now)
             conn.execute(
                 "INSERT INTO flow_runs (id, flow_id, flow_name, fingerprint, source_path,"
                 " state, state_message, parameters, parameters_serializer, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, pid, pid_started)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, flow_id, flow_name, fingerprint, source_path, transition.name,
-                 transition.message, parameters, parameters_serializer, now, now),
+                 transition.message, parameters, parameters_serializer, now, now, pid,
+                 started),
             )  # fmt: skip
             rows.append_state(conn, run_id, None, transition)
             rows.insert_task_runs(conn, run_id, task_runs, now)
@@ -175,17 +188,25 @@ class Store(FlowRegistry, ScheduledRuns):
         )
 
     def record_flow_run_state(self, run_id: str, transition: Transition) -> None:
-        """Queue a flow run's state change."""
-        t = transition
+        """Queue a flow run's state change.
+
+        Running records this process as the run's owner; Cancelled settles a request
+        to cancel.
+        """
+        t, (pid, started) = transition, self.owner
+        running = t.name == "Running"
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE flow_runs SET state = ?, state_message = ?, updated_at = ?,"
-                " started_at = CASE WHEN ? = 'Running' THEN COALESCE(started_at, ?)"
-                " ELSE started_at END, ended_at = CASE WHEN ? THEN ? ELSE NULL END"
-                " WHERE id = ?",
-                (t.name, t.message, t.timestamp, t.name, t.timestamp, t.finished,
-                 t.timestamp, run_id),
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?)"
+                " ELSE started_at END, ended_at = CASE WHEN ? THEN ? ELSE NULL END,"
+                " pid = CASE WHEN ? THEN ? ELSE pid END,"
+                " pid_started = CASE WHEN ? THEN ? ELSE pid_started END,"
+                " cancel_requested_at = CASE WHEN ? = 'Cancelled' THEN NULL"
+                " ELSE cancel_requested_at END WHERE id = ?",
+                (t.name, t.message, t.timestamp, running, t.timestamp, t.finished,
+                 t.timestamp, running, pid, running, started, t.name, run_id),
             )  # fmt: skip
             rows.append_state(conn, run_id, None, t)
 
@@ -398,6 +419,14 @@ class Store(FlowRegistry, ScheduledRuns):
         if row is None:
             raise StoreError(f"Task run {task_run_id!r} has no stored result")
         return SERIALIZERS[row[0]].loads(row[1])
+
+    async def is_cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked (`durable cancel`) for this run to stop."""
+        fetched = await self._fetch(
+            "SELECT cancel_requested_at IS NOT NULL FROM flow_runs WHERE id = ?",
+            (run_id,),
+        )
+        return bool(fetched and fetched[0][0])
 
     async def _fetch(self, sql: str, args: Iterable[Any]) -> list[Any]:
         try:

@@ -106,11 +106,11 @@ def register_version(
     version = 1 if row is None else int(row[0]) + 1
     conn.execute(
         "INSERT INTO flows (name, version, fingerprint, source_path, created_at,"
-        " registered_at, flow_blob, flow_hash, schedule, schedule_text)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " registered_at, flow_blob, flow_hash, schedule, schedule_text, catchup)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (new.name, version, new.fingerprint, new.source_path, new.registered_at,
          new.registered_at, new.flow_blob, new.flow_hash, new.schedule,
-         new.schedule_text),
+         new.schedule_text, new.catchup),
     )  # fmt: skip
     return RegisteredVersion(new.name, version, is_new=True)
 

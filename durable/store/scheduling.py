@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from durable.store import rows
@@ -25,12 +26,13 @@ from durable.store.writer import CheckpointWriter
 SCHEDULED_RUN_COLUMNS = (
     "id, flow_name, flow_version, scheduled_for, parameters, status, message,"
     " created_at, claimed_by, lease_token, lease_expires_at, pid, pid_started,"
-    " launches, crashes, ended_at"
+    " launches, crashes, ended_at, kind, claimed_at"
 )
 
 _CURSOR_SQL = (
     "SELECT COALESCE((SELECT MAX(scheduled_for) FROM scheduled_runs"
-    " WHERE flow_name = ?), (SELECT MIN(registered_at) FROM flows WHERE name = ?"
+    " WHERE flow_name = ? AND kind = 'schedule'), (SELECT MIN(registered_at) FROM flows"
+    " WHERE name = ?"
     " AND registered_at IS NOT NULL))"
 )
 
@@ -41,7 +43,30 @@ def _record(row: Any) -> ScheduledRunRecord:
         parameters=bytes(row[4]), status=row[5], message=row[6], created_at=row[7],
         claimed_by=row[8], lease_token=row[9], lease_expires_at=row[10], pid=row[11],
         pid_started=row[12], launches=row[13], crashes=row[14], ended_at=row[15],
+        kind=row[16], claimed_at=row[17],
     )  # fmt: skip
+
+
+def insert_ticks(
+    conn: sqlite3.Connection, ticks: Sequence[NewScheduledRun], kind: str
+) -> int:
+    """Insert scheduled runs of one kind, each unless its key exists; return how many."""
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT INTO scheduled_runs (id, flow_name, flow_version, scheduled_for,"
+        " parameters_hash, parameters, status, message, created_at, kind)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [(t.id, t.flow_name, t.flow_version, t.scheduled_for, t.parameters_hash,
+          t.parameters, t.status, t.message, t.created_at, kind) for t in ticks],
+    )  # fmt: skip
+    return conn.total_changes - before
+
+
+def _is_paused(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT paused_at FROM flow_settings WHERE name = ?", (name,)
+    ).fetchone()
+    return row is not None and row[0] is not None
 
 
 def _cursor(conn: sqlite3.Connection, name: str) -> float | None:
@@ -70,20 +95,23 @@ class ScheduledRuns(abc.ABC):
     async def list_schedulable_flows(self) -> list[SchedulableFlowRecord]:
         """Return each flow whose latest registered version has a schedule."""
         fetched = await self._fetch(
-            "SELECT f.name, f.version, f.source_path, f.schedule FROM flows f"
+            "SELECT f.name, f.version, f.source_path, f.schedule, f.catchup,"
+            " s.paused_at IS NOT NULL FROM flows f"
+            " LEFT JOIN flow_settings s ON s.name = f.name"
             " WHERE f.id = (SELECT id FROM flows WHERE name = f.name"
             " AND registered_at IS NOT NULL ORDER BY version DESC LIMIT 1)"
             " AND f.schedule IS NOT NULL ORDER BY f.name",
             (),
         )
         found = []
-        for name, version, source, schedule in fetched:
+        for name, version, source, schedule, catchup, paused in fetched:
             cursor = await self._fetch(_CURSOR_SQL, (name, name))
             found.append(
                 SchedulableFlowRecord(
-                    name, version, source, bytes(schedule), float(cursor[0][0])
+                    name, version, source, bytes(schedule), float(cursor[0][0]),
+                    catchup=catchup, paused=bool(paused),
                 )
-            )
+            )  # fmt: skip
         return found
 
     async def add_scheduled_runs(
@@ -94,6 +122,8 @@ class ScheduledRuns(abc.ABC):
         A compare-and-set on the flow's cursor: if its newest recorded tick is no longer
         `cursor`, nothing is written (the caller's view is stale; its next pass sees the
         other worker's ticks). The UNIQUE key backs this up: a tick is never stored twice.
+        If the flow's schedule is paused (checked in the same transaction), every tick
+        is recorded as Skipped.
 
         Returns:
             How many rows were created.
@@ -102,16 +132,11 @@ class ScheduledRuns(abc.ABC):
         def write(conn: sqlite3.Connection) -> int:
             if _cursor(conn, flow_name) != cursor:
                 return 0
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT INTO scheduled_runs (id, flow_name, flow_version, scheduled_for,"
-                " parameters_hash, parameters, status, message, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(t.id, t.flow_name, t.flow_version, t.scheduled_for,
-                  t.parameters_hash, t.parameters, t.status, t.message, t.created_at)
-                 for t in ticks],
-            )  # fmt: skip
-            return conn.total_changes - before
+            if _is_paused(conn, flow_name):
+                ticks_ = [replace(t, status="Skipped", message="schedule paused")
+                          for t in ticks]  # fmt: skip
+                return insert_ticks(conn, ticks_, "schedule")
+            return insert_ticks(conn, ticks, "schedule")
 
         created: int = await self._write(write)
         return created
@@ -129,11 +154,12 @@ class ScheduledRuns(abc.ABC):
         def write(conn: sqlite3.Connection) -> Any:
             return conn.execute(
                 "UPDATE scheduled_runs SET status = 'Running', claimed_by = ?,"
-                " lease_token = ?, lease_expires_at = ?, pid = ?, pid_started = ?"
-                " WHERE id = (SELECT id FROM scheduled_runs WHERE status = 'Scheduled'"
-                " AND scheduled_for <= ? ORDER BY scheduled_for, id LIMIT 1)"
+                " lease_token = ?, lease_expires_at = ?, pid = ?, pid_started = ?,"
+                " claimed_at = ? WHERE id = (SELECT id FROM scheduled_runs"
+                " WHERE status IN ('Scheduled', 'Late') AND scheduled_for <= ?"
+                " ORDER BY scheduled_for, id LIMIT 1)"
                 f" AND claimed_by IS NULL RETURNING {SCHEDULED_RUN_COLUMNS}",
-                (worker, token, lease_until, pid, pid_started, now),
+                (worker, token, lease_until, pid, pid_started, now, now),
             ).fetchone()
 
         row = await self._write(write)

@@ -160,7 +160,42 @@ CREATE INDEX scheduled_runs_by_status ON scheduled_runs (status, scheduled_for);
 CREATE INDEX scheduled_runs_by_flow ON scheduled_runs (flow_name, scheduled_for);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
+V6 = """
+-- Operations (durable trigger, backfill, schedule pause, cancel, workers).
+-- kind: how a scheduled run came to be: a schedule tick ('schedule'), `durable trigger`
+-- ('manual') or `durable backfill` ('backfill'). Only schedule ticks move a flow's tick
+-- cursor, so a trigger or a backfill never hides the ticks a stopped worker missed.
+-- status gains Late (due, unclaimed past the grace period, still runs) and Cancelled.
+ALTER TABLE scheduled_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'schedule';
+ALTER TABLE scheduled_runs ADD COLUMN claimed_at REAL;
+CREATE INDEX scheduled_runs_by_kind ON scheduled_runs (flow_name, kind, scheduled_for);
+-- A registered version's catchup policy (Flow(catchup=...)), NULL meaning the worker's default.
+ALTER TABLE flows ADD COLUMN catchup TEXT;
+-- Settings of a flow by name, across versions: a paused schedule records its ticks as
+-- Skipped instead of running them.
+CREATE TABLE flow_settings (
+    name      TEXT PRIMARY KEY,
+    paused_at REAL
+);
+-- The process running a flow run (set with each Running state), so `durable cancel`
+-- can tell a live run (asked to stop: cancel_requested_at) from an abandoned one
+-- (cancelled on the spot).
+ALTER TABLE flow_runs ADD COLUMN pid INTEGER;
+ALTER TABLE flow_runs ADD COLUMN pid_started TEXT;
+ALTER TABLE flow_runs ADD COLUMN cancel_requested_at REAL;
+-- Workers that have run on this database (durable workers).
+CREATE TABLE workers (
+    name         TEXT PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    pid_started  TEXT NOT NULL,
+    concurrency  INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at   REAL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from durable.errors import StoreError
+from durable.errors import LeaseLostError, StoreError
 from durable.store.connection import transaction
 from durable.timesource import monotonic
 
@@ -68,6 +68,9 @@ class CheckpointWriter:
         self._committed = 0
         self._error: BaseException | None = None
         self._stopping = False
+        self.fence: Callable[[sqlite3.Connection], bool] | None = None
+        """Checked first in every transaction: if it returns False, the transaction
+        is rolled back and the writer stops (another process owns the run now)."""
         self._thread = threading.Thread(
             target=self._loop, name="durable-checkpoint-writer", daemon=True
         )
@@ -149,7 +152,8 @@ class CheckpointWriter:
             if batch or logs:
                 try:
                     transaction(
-                        self._conn, partial(self._write, batch=batch, logs=logs)
+                        self._conn,
+                        partial(self._write, batch=batch, logs=logs, fence=self.fence),
                     )
                 except BaseException as exc:  # noqa: BLE001 (reported to every waiter)
                     logger.error("checkpoint write failed: %s", exc)
@@ -168,8 +172,14 @@ class CheckpointWriter:
 
     @staticmethod
     def _write(
-        conn: sqlite3.Connection, batch: list[Operation], logs: list[Any]
-    ) -> None:
+        conn: sqlite3.Connection, batch: list[Operation], logs: list[Any],
+        fence: Callable[[sqlite3.Connection], bool] | None,
+    ) -> None:  # fmt: skip
+        if fence is not None and not fence(conn):
+            raise LeaseLostError(
+                "lease lost: another worker has taken over this run; nothing more is "
+                "written by this process"
+            )
         for operation in batch:
             operation(conn)
         if logs:

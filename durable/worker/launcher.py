@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sqlite3
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -21,10 +23,10 @@ import pendulum
 from anyio.abc import Process
 
 from durable.errors import DurableError
+from durable.liveness import process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
 from durable.timesource import TimeSource
-from durable.worker.recovery import process_token
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Handle(Protocol):
 
     @property
     def token(self) -> str:
-        """That process's start token (see `durable.worker.recovery`)."""
+        """That process's start token (see `durable.liveness`)."""
         ...
 
     @property
@@ -73,13 +75,18 @@ class FinishedHandle:
         return self.returncode or 0
 
 
-async def run_scheduled(store: Store, run_id: str, time: TimeSource) -> bool:
+async def run_scheduled(
+    store: Store, run_id: str, time: TimeSource, lease_token: str | None = None
+) -> bool:
     """Run (or resume) the flow run of schedule tick `run_id`; return True on success.
 
-    Loads the flow version the tick was created for, with the tick's parameters.
+    Loads the flow version the tick was created for, with the tick's parameters. With a
+    `lease_token`, every write is fenced by it: once another worker has taken the run
+    over (its claim has another token), this process's writes are refused, and it stops.
 
     Raises:
         DurableError: the tick or its registered flow version does not exist.
+        StoreError: the lease was lost (see `LeaseLostError`).
     """
     from durable.engine.flow_runner import run_flow_async  # the engine loads to run
 
@@ -92,15 +99,32 @@ async def run_scheduled(store: Store, run_id: str, time: TimeSource) -> bool:
             f"Flow {tick.flow_name!r} has no registered version {tick.flow_version}; "
             "register it again"
         )
-    state = await run_flow_async(
-        registered.flow,
-        parameters=pickle.loads(tick.parameters),
-        run_id=run_id,
-        store=store,
-        time=time,
-        scheduled_start_time=pendulum.from_timestamp(tick.scheduled_for, tz="UTC"),
-    )
+    if lease_token is not None:
+        store.writer.fence = partial(_holds_lease, run_id=run_id, token=lease_token)
+    try:
+        state = await run_flow_async(
+            registered.flow,
+            parameters=pickle.loads(tick.parameters),
+            run_id=run_id,
+            store=store,
+            time=time,
+            scheduled_start_time=pendulum.from_timestamp(tick.scheduled_for, tz="UTC"),
+        )
+    finally:
+        if lease_token is not None:
+            store.writer.fence = None
     return bool(state.is_successful())
+
+
+def _holds_lease(conn: sqlite3.Connection, run_id: str, token: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM scheduled_runs WHERE id = ? AND lease_token = ?"
+            " AND status = 'Running'",
+            (run_id, token),
+        ).fetchone()
+        is not None
+    )
 
 
 class InProcessLauncher:
@@ -157,6 +181,8 @@ class SubprocessLauncher:
             "worker-run",
             run.id,
         ]
+        if run.lease_token is not None:
+            command += ["--lease", run.lease_token]
         process = await anyio.open_process(
             command, stdin=None, stdout=None, stderr=None
         )

@@ -15,13 +15,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import pendulum
+
+from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
 from durable.store.registry import load_copy
 from durable.timesource import TimeSource
 from durable.worker.launcher import Handle, Launcher
-from durable.worker.recovery import Liveness, liveness, process_token
-from durable.worker.ticks import Catchup, due_events, plan_ticks
+from durable.worker.ticks import CATCHUPS, Catchup, due_events, plan_ticks
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,8 @@ class Worker:
         self.lease = lease
         """How long a claim lasts without a heartbeat before others may take it over."""
         self.late_after = late_after
-        """How overdue a tick is when the `none` catchup policy skips it."""
+        """The grace period: a run still waiting this long after its time is marked
+        Late, and the `none` catchup policy skips a missed tick this overdue."""
         self.max_crashes = max_crashes
         """After this many crashes a run is marked crashed instead of launched again."""
         self.claims: dict[str, Claim] = {}
@@ -75,36 +78,55 @@ class Worker:
         """Set to stop claiming new runs (running ones go on)."""
         self.settled = 0
         """How many launched runs this worker has seen end (finished or crashed)."""
+        self.next_tick: pendulum.DateTime | None = None
+        """When the next schedule tick falls, as of the latest pass (None: none)."""
         self._pid, self._token = os.getpid(), process_token(os.getpid())
+        self._registered = False
 
     async def run_once(self) -> PassReport:
         """Do one pass: reap, heartbeat, recover, create due runs, claim and launch."""
         settled = self.settled
+        if not self._registered:
+            await self.store.register_worker(
+                self.name, pid=self._pid, pid_started=self._token,
+                concurrency=self.concurrency, now=self.time.timestamp(),
+            )  # fmt: skip
+            self._registered = True
         await self.reap()
         await self.heartbeat()
         recovered = await self.recover()
         created = await self.create_due_runs()
+        now = self.time.timestamp()
+        await self.store.mark_late(
+            overdue_before=now - self.late_after.total_seconds(),
+            grace=self.late_after.total_seconds(),
+        )
         launched = 0 if self.stopping else await self.claim_and_launch()
         await self.reap()
         return PassReport(created, launched, self.settled - settled, recovered)
 
     # Steps -----------------------------------------------------------------------------
     async def create_due_runs(self) -> int:
-        """Record every registered schedule's ticks due by now, per the catchup policy."""
-        now, created = self.time.now(), 0
+        """Record every registered schedule's ticks due by now, per its catchup policy
+        (the flow's own, else the worker's), and note when the next tick falls."""
+        now, created, upcoming = self.time.now(), 0, []
         for flow in await self.store.list_schedulable_flows():
             try:
                 schedule = load_copy(flow.schedule, flow.source_path)
-                events = due_events(schedule, flow.cursor, now)
+                events, following = due_events(schedule, flow.cursor, now)
             except Exception:  # unpickling and filters run the user's code
                 logger.exception("schedule of flow %r cannot be read", flow.name)
                 continue
+            if following is not None:
+                upcoming.append(following)
             if events:
-                ticks = plan_ticks(flow, events, now=now, catchup=self.catchup,
+                catchup = flow.catchup if flow.catchup in CATCHUPS else self.catchup
+                ticks = plan_ticks(flow, events, now=now, catchup=catchup,
                                    late_after=self.late_after)  # fmt: skip
                 created += await self.store.add_scheduled_runs(
                     flow.name, flow.cursor, ticks
                 )
+        self.next_tick = min(upcoming, default=None)
         return created
 
     async def claim_and_launch(self) -> int:
@@ -160,7 +182,10 @@ class Worker:
         logger.warning("scheduled run %s crashed (%s): now %s", run_id, reason, status)
 
     async def heartbeat(self) -> None:
-        """Extend the leases of this worker's running claims."""
+        """Record that this worker is alive and extend the leases of its claims."""
+        await self.store.worker_heartbeat(
+            self.name, self.time.timestamp(), stopped=False
+        )
         if self.claims:
             until = self.time.timestamp() + self.lease.total_seconds()
             held = [(c.run.id, c.token) for c in self.claims.values()]
@@ -192,7 +217,14 @@ class Worker:
             if self.claims:
                 await self.wait_for_claims()
             elif not report.created and not report.launched and not report.recovered:
+                await self.stopped()
                 return
+
+    async def stopped(self) -> None:
+        """Record that this worker has stopped (`durable workers` shows it)."""
+        await self.store.worker_heartbeat(
+            self.name, self.time.timestamp(), stopped=True
+        )
 
     async def wait_for_claims(self) -> None:
         """Wait until every launched run has ended, then settle them."""
@@ -201,12 +233,17 @@ class Worker:
         await self.reap()
 
     async def serve(self, poll: timedelta = timedelta(seconds=1)) -> None:
-        """Pass every `poll` until `stopping` is set, then wait for the running runs.
+        """Pass every `poll` (sooner when a schedule tick falls before) until
+        `stopping` is set, then wait for the running runs.
 
         Cancelling it while it waits leaves those runs claimed: once their processes
         end, any worker recovers them (they resume).
         """
         while not self.stopping:
             await self.run_once()
-            await self.time.sleep_until(self.time.now() + poll)
+            wake = self.time.now() + poll
+            if self.next_tick is not None and self.next_tick < wake:
+                wake = self.next_tick
+            await self.time.sleep_until(wake)
         await self.wait_for_claims()
+        await self.stopped()

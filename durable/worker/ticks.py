@@ -38,15 +38,16 @@ def run_id_for(name: str, version: int, scheduled_for: float, params_hash: str) 
 
 def due_events(
     schedule: Any, cursor: float, now: pendulum.DateTime
-) -> list[ClockEvent]:
-    """Return the schedule's events strictly after `cursor` and at or before `now`."""
+) -> tuple[list[ClockEvent], pendulum.DateTime | None]:
+    """Return the schedule's events strictly after `cursor` and at or before `now`,
+    and when the next one after those is (None: the schedule has ended)."""
     after = pendulum.from_timestamp(cursor, tz="UTC")
     due: list[ClockEvent] = []
     for event in schedule.events(after):
         if event.start_time > now or len(due) >= MAX_TICKS:
-            break
+            return due, event.start_time
         due.append(event)
-    return due
+    return due, None
 
 
 def plan_ticks(
