@@ -7,12 +7,12 @@ import os
 
 import anyio
 
+from durable.liveness import process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
 from durable.timesource import TimeSource
 from durable.worker import Handle, InProcessLauncher, run_scheduled
 from durable.worker.launcher import FinishedHandle
-from durable.worker.recovery import process_token
 from tests.worker import shared
 
 

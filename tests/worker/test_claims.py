@@ -8,10 +8,10 @@ import os
 import pendulum
 import pytest
 
+from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
 from durable.store.packaging import package_flow
 from durable.timesource import FakeTime
-from durable.worker.recovery import Liveness, liveness, process_token
 from tests.worker import flows, shared
 from tests.worker.conftest import WorkerFactory
 from tests.worker.helpers import CrashOnceLauncher, HoldingLauncher
