@@ -15,21 +15,24 @@ from typing import Any
 import pendulum
 from pendulum.tz import local_timezone
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from durable.store.records import (
     FlowRunRecord,
     FlowSummaryRecord,
     LogRecord,
+    ScheduledRunRecord,
     StateRecord,
     TaskRunRecord,
+    WorkerRecord,
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 STYLES = {"Success": "green", "Failed": "red", "TimedOut": "red", "TriggerFailed": "red",
-          "Running": "yellow", "Retrying": "yellow", "Skipped": "dim"}  # fmt: skip
+          "Running": "yellow", "Retrying": "yellow", "Skipped": "dim",
+          "Late": "magenta", "Crashed": "red", "Cancelled": "dim"}  # fmt: skip
 
 
 def plain(value: Any) -> Text:
@@ -81,6 +84,39 @@ def print_runs(runs: Sequence[FlowRunRecord]) -> None:
     _console().print(table)
 
 
+def print_scheduled_runs(runs: Sequence[ScheduledRunRecord]) -> None:
+    """Print a table of scheduled runs (ticks, triggers, backfills)."""
+    if not runs:
+        _console().print("No scheduled runs.")
+        return
+    table = Table("Flow", "Kind", "Scheduled for", "Status", "Worker", "Message",
+                  box=None)  # fmt: skip
+    table.columns.insert(0, Column("Run", no_wrap=True))
+    for run in runs:
+        table.add_row(
+            plain(run.id), plain(f"{run.flow_name} v{run.flow_version}"),
+            plain(run.kind), when(run.scheduled_for), state_text(run.status),
+            plain(run.claimed_by or "-"), plain(run.message or ""),
+        )  # fmt: skip
+    _console().print(table)
+
+
+def print_workers(workers: Sequence[tuple[WorkerRecord, str]]) -> None:
+    """Print a table of workers, each with its status (running, stopped, dead)."""
+    if not workers:
+        _console().print("No worker has run on this database; start one with: "
+                         "durable worker")  # fmt: skip
+        return
+    table = Table("Worker", "Status", "Pid", "Runs", "Started", "Last seen", box=None)
+    for worker, status in workers:
+        table.add_row(
+            plain(worker.name), plain(status), str(worker.pid),
+            f"{worker.running}/{worker.concurrency}", when(worker.started_at),
+            when(worker.stopped_at or worker.heartbeat_at),
+        )  # fmt: skip
+    _console().print(table)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowLine:
     """One row of `durable flows`: a flow and when its schedule next starts a run."""
@@ -108,8 +144,11 @@ def print_flows(lines: Sequence[FlowLine]) -> None:
         last = Text("-") if flow.last_run_state is None else Text.assemble(
             state_text(flow.last_run_state), " ", when(flow.last_run_at)
         )  # fmt: skip
+        schedule = plain(flow.schedule_text or "-")
+        if flow.paused:
+            schedule.append(" (paused)", style="bold")
         table.add_row(plain(flow.name), f"v{flow.version}", _registered(flow),
-                      plain(flow.schedule_text or "-"), upcoming, last)  # fmt: skip
+                      schedule, upcoming, last)  # fmt: skip
     _console().print(table)
 
 

@@ -25,6 +25,11 @@ from durable.core.task import Constant, Task
 from durable.errors import ConfigurationError
 from durable.states import State
 
+Catchup = Literal["skip", "all", "none"]
+"""What a worker does with ticks missed while none ran (see docs/worker.md)."""
+
+CATCHUPS: tuple[Catchup, ...] = ("skip", "all", "none")
+
 T = TypeVar("T", bound=Task)
 
 FlowStateHandler = Callable[["Flow", State, State], "State | None"]
@@ -63,9 +68,16 @@ class Flow:
         validate: bool | None = None,
         result: Any = None,
         terminal_state_handler: Callable[..., State | None] | None = None,
+        *,
+        catchup: Catchup | None = None,
     ) -> None:
         if not name:
             raise ConfigurationError(f"A flow needs a non-empty name, not {name!r}")
+        if catchup not in (None, *CATCHUPS):
+            raise ConfigurationError(
+                f"Flow {name!r} got catchup={catchup!r}; use one of "
+                f"{', '.join(map(repr, CATCHUPS))} (see docs/worker.md)"
+            )
         if schedule is not None and not callable(getattr(schedule, "next", None)):
             raise ConfigurationError(
                 f"Flow {name!r} got schedule={schedule!r}; pass a schedule from "
@@ -75,6 +87,9 @@ class Flow:
         self.schedule, self.executor, self.result = schedule, executor, result
         self.environment, self.run_config = environment, run_config
         self.storage = storage
+        self.catchup = catchup
+        """What a worker does with ticks missed while none ran: skip (run the newest),
+        all, or none; None leaves it to the worker's --catchup."""
         self.on_failure = on_failure
         self.state_handlers: list[FlowStateHandler] = with_failure_handler(
             state_handlers or [], on_failure

@@ -17,7 +17,7 @@ from enum import Enum
 
 from durable.store import rows
 from durable.store.records import NewScheduledRun, Transition, WorkerRecord
-from durable.store.scheduling import ScheduledRuns, insert_ticks
+from durable.store.scheduling import OPERATIONS_SCHEMA, ScheduledRuns, insert_ticks
 
 
 class CancelOutcome(Enum):
@@ -203,6 +203,8 @@ class Operations(ScheduledRuns):
 
     async def list_workers(self) -> list[WorkerRecord]:
         """Return every worker that has run on this database, the latest first."""
+        if await self._schema_version() < OPERATIONS_SCHEMA:
+            return []
         fetched = await self._fetch(
             "SELECT w.name, w.pid, w.pid_started, w.concurrency, w.started_at,"
             " w.heartbeat_at, w.stopped_at, (SELECT COUNT(*) FROM scheduled_runs s"
@@ -218,7 +220,8 @@ class Operations(ScheduledRuns):
             lambda conn: (
                 conn.execute(
                     "UPDATE scheduled_runs SET status = 'Late', message = ?"
-                    " WHERE status = 'Scheduled' AND scheduled_for < ?",
+                    " WHERE status = 'Scheduled' AND kind != 'backfill'"
+                    " AND scheduled_for < ?",
                     (f"not started within {grace:g} s of its time", overdue_before),
                 ).rowcount
             )

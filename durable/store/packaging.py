@@ -77,6 +77,7 @@ def package_flow(
         schedule=pickled,
         schedule_text=text,
         registered_at=registered_at,
+        catchup=flow.catchup,
     )
 
 

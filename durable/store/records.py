@@ -171,6 +171,8 @@ class FlowSummaryRecord:
     last_run_state: str | None
     last_run_at: float | None
     """When the latest run started (when it was created, if it has not started)."""
+    paused: bool = False
+    """Whether its schedule is paused (durable schedule pause)."""
 
 
 @dataclass(frozen=True, slots=True)

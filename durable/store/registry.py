@@ -23,15 +23,15 @@ from durable.store.records import (
     RegisteredFlowRecord,
     RegisteredVersion,
 )
-from durable.store.schema import MIGRATIONS, V4
+from durable.store.schema import MIGRATIONS, V4, V6
 from durable.store.writer import CheckpointWriter
 
-REGISTRY_SCHEMA = MIGRATIONS.index(V4) + 1
+REGISTRY_SCHEMA, SETTINGS_SCHEMA = MIGRATIONS.index(V4) + 1, MIGRATIONS.index(V6) + 1
 """The first schema version with registrations (older databases, opened read-only and
 so not migrated, have none)."""
 
 
-def _summary_sql(registry: bool) -> str:
+def _summary_sql(registry: bool, settings: bool) -> str:
     # Per name: the latest version (f), the latest registered one (g), the latest run (r).
     registered = (
         "g.version, g.registered_at, COALESCE(g.source_path, f.source_path),"
@@ -47,7 +47,14 @@ def _summary_sql(registry: bool) -> str:
     )
     return (
         f"SELECT f.name, f.version, {registered}, r.id, r.state,"
-        " COALESCE(r.started_at, r.created_at) FROM flows f"
+        " COALESCE(r.started_at, r.created_at),"
+        + (
+            " COALESCE((SELECT paused_at IS NOT NULL FROM flow_settings"
+            " WHERE name = f.name), 0)"
+            if settings
+            else " 0"
+        )
+        + " FROM flows f"
         f"{latest_registered}"
         " LEFT JOIN flow_runs r ON r.id = (SELECT id FROM flow_runs"
         " WHERE flow_name = f.name ORDER BY created_at DESC, id LIMIT 1)"
@@ -97,7 +104,8 @@ class FlowRegistry(abc.ABC):
 
     async def list_flows(self) -> list[FlowSummaryRecord]:
         """Return every flow, by name: its latest version, registration and run."""
-        sql = _summary_sql(await self._has_registry())
+        version = int((await self._fetch("PRAGMA user_version", ()))[0][0])
+        sql = _summary_sql(version >= REGISTRY_SCHEMA, version >= SETTINGS_SCHEMA)
         return [FlowSummaryRecord(*row) for row in await self._fetch(sql, ())]
 
     async def load_registered_flow(

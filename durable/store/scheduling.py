@@ -21,6 +21,7 @@ from durable.store.records import (
     ScheduledRunRecord,
     Transition,
 )
+from durable.store.schema import MIGRATIONS, V5, V6
 from durable.store.writer import CheckpointWriter
 
 SCHEDULED_RUN_COLUMNS = (
@@ -28,6 +29,13 @@ SCHEDULED_RUN_COLUMNS = (
     " created_at, claimed_by, lease_token, lease_expires_at, pid, pid_started,"
     " launches, crashes, ended_at, kind, claimed_at"
 )
+
+SCHEDULING_SCHEMA, OPERATIONS_SCHEMA = (
+    MIGRATIONS.index(V5) + 1,
+    MIGRATIONS.index(V6) + 1,
+)
+"""The first schema versions with scheduled runs, and with their kinds (older databases,
+opened read-only and so not migrated, lack them)."""
 
 _CURSOR_SQL = (
     "SELECT COALESCE((SELECT MAX(scheduled_for) FROM scheduled_runs"
@@ -265,11 +273,25 @@ class ScheduledRuns(abc.ABC):
         status: str | None = await self._write(write)
         return status
 
+    async def _schema_version(self) -> int:
+        return int((await self._fetch("PRAGMA user_version", ()))[0][0])
+
+    async def _columns(self) -> str | None:
+        """The scheduled run columns this database has (None: it has no table)."""
+        version = await self._schema_version()
+        if version >= OPERATIONS_SCHEMA:
+            return SCHEDULED_RUN_COLUMNS
+        if version >= SCHEDULING_SCHEMA:
+            return SCHEDULED_RUN_COLUMNS.replace("kind, claimed_at", "'schedule', NULL")
+        return None
+
     async def find_scheduled_run(self, run_id: str) -> ScheduledRunRecord | None:
         """Return the schedule tick whose run has this id, or None."""
+        columns = await self._columns()
+        if columns is None:
+            return None
         fetched = await self._fetch(
-            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs WHERE id = ?",
-            (run_id,),
+            f"SELECT {columns} FROM scheduled_runs WHERE id = ?", (run_id,)
         )
         return _record(fetched[0]) if fetched else None
 
@@ -277,10 +299,12 @@ class ScheduledRuns(abc.ABC):
         self, *, flow_name: str | None = None, status: str | None = None
     ) -> list[ScheduledRunRecord]:
         """Return schedule ticks, oldest first, optionally of one flow or status."""
+        columns = await self._columns()
+        if columns is None:
+            return []
         where, args = rows.where({"flow_name": flow_name, "status": status})
         fetched = await self._fetch(
-            f"SELECT {SCHEDULED_RUN_COLUMNS} FROM scheduled_runs {where}"
-            " ORDER BY scheduled_for, id",
+            f"SELECT {columns} FROM scheduled_runs {where} ORDER BY scheduled_for, id",
             args,
         )
         return [_record(row) for row in fetched]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from durable.core.flow import CATCHUPS, Catchup
 from durable.worker.launcher import (
     Handle,
     InProcessLauncher,
@@ -11,7 +12,6 @@ from durable.worker.launcher import (
     run_scheduled,
 )
 from durable.worker.loop import PassReport, Worker
-from durable.worker.ticks import CATCHUPS, Catchup
 
 __all__ = [
     "CATCHUPS",

@@ -17,13 +17,14 @@ from datetime import timedelta
 
 import pendulum
 
+from durable.core.flow import CATCHUPS, Catchup
 from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
 from durable.store.registry import load_copy
 from durable.timesource import TimeSource
 from durable.worker.launcher import Handle, Launcher
-from durable.worker.ticks import CATCHUPS, Catchup, due_events, plan_ticks
+from durable.worker.ticks import due_events, plan_ticks
 
 logger = logging.getLogger(__name__)
 

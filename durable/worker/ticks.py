@@ -8,17 +8,13 @@ import json
 import pickle
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import pendulum
 
+from durable.core.flow import Catchup
 from durable.schedules.clocks import ClockEvent
 from durable.store.records import NewScheduledRun, SchedulableFlowRecord
-
-Catchup = Literal["skip", "all", "none"]
-"""What to do with ticks missed while no worker ran (see docs/worker.md)."""
-
-CATCHUPS: tuple[Catchup, ...] = ("skip", "all", "none")
 
 MAX_TICKS = 10_000
 """The most ticks one pass records per flow; the rest wait for the next pass."""
