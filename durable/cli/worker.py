@@ -25,13 +25,17 @@ from durable.worker import CATCHUPS, Catchup, SubprocessLauncher, Worker, run_sc
 @click.option("--catchup", type=click.Choice(CATCHUPS), default="skip",
               show_default=True, help="Missed ticks after downtime: run the newest "
               "(skip), run all, or run none.")  # fmt: skip
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="SECONDS", help="On SIGTERM/Ctrl-C, how long running runs may "
+              "finish before they are stopped (they resume later).")  # fmt: skip
 @click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, hidden=True)
 @pass_settings
 def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
-           catchup: Catchup, poll: float) -> None:  # fmt: skip
+           catchup: Catchup, grace: float, poll: float) -> None:  # fmt: skip
     """Create scheduled runs of registered flows and run each in its own process.
 
-    SIGTERM or Ctrl-C stops claiming and waits for the running runs; a second one
+    SIGTERM or Ctrl-C stops claiming and gives the running runs --grace seconds to
+    finish; the rest are stopped and given back to resume later. A second signal
     exits at once, leaving them resumable.
     """
 
@@ -39,6 +43,7 @@ def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
         runner = Worker(
             store, SYSTEM_TIME, SubprocessLauncher(store.path),
             concurrency=concurrency, name=name, catchup=catchup,
+            grace=timedelta(seconds=grace),
         )  # fmt: skip
         click.echo(f"Worker {runner.name} on {store.path}", err=True)
         if burst:
@@ -59,7 +64,9 @@ async def _serve(runner: Worker, poll: timedelta) -> None:
                         click.echo("Stopping now; running runs resume later", err=True)
                         group.cancel_scope.cancel()
                         return
-                    click.echo("Stopping: waiting for running runs", err=True)
+                    click.echo(f"Stopping: running runs have {runner.grace.total_seconds():g} s "
+                               "to finish",
+                               err=True)  # fmt: skip
                     runner.stopping = True
 
         group.start_soon(watch)
@@ -73,6 +80,10 @@ async def _serve(runner: Worker, poll: timedelta) -> None:
 @pass_settings
 def worker_run(settings: Settings, run_id: str, lease: str | None) -> None:
     """Run (or resume) one scheduled run: what `durable worker` starts per run."""
+
+    # Ctrl-C in a terminal reaches the whole process group: the worker decides what
+    # happens to its runs (it lets them finish, then stops them after its grace period).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def work(store: Store) -> bool:
         return await run_scheduled(store, run_id, SYSTEM_TIME, lease)

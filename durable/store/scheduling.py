@@ -285,6 +285,23 @@ class ScheduledRuns(abc.ABC):
             return SCHEDULED_RUN_COLUMNS.replace("kind, claimed_at", "'schedule', NULL")
         return None
 
+    async def release_claim(self, run_id: str, token: str, *, reason: str) -> bool:
+        """Give a claimed run back, not counted as a crash (its worker is stopping);
+        any worker claims it again and it resumes. False if the claim was gone."""
+        return bool(
+            await self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE scheduled_runs SET status = 'Scheduled', message = ?,"
+                        " claimed_by = NULL, lease_token = NULL, lease_expires_at = NULL,"
+                        " pid = NULL, pid_started = NULL"
+                        " WHERE id = ? AND lease_token = ? AND status = 'Running'",
+                        (reason, run_id, token),
+                    ).rowcount
+                )
+            )
+        )
+
     async def find_scheduled_run(self, run_id: str) -> ScheduledRunRecord | None:
         """Return the schedule tick whose run has this id, or None."""
         columns = await self._columns()

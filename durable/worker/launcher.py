@@ -53,6 +53,14 @@ class Handle(Protocol):
         """Wait for the run to end and return its exit code."""
         ...
 
+    def terminate(self) -> None:
+        """Ask the run's process to exit now (SIGTERM); it stays resumable."""
+        ...
+
+    def kill(self) -> None:
+        """Kill the run's process (SIGKILL)."""
+        ...
+
 
 class Launcher(Protocol):
     """Starts claimed runs; the worker passes one in, so tests can run in-process."""
@@ -73,6 +81,12 @@ class FinishedHandle:
     async def wait(self) -> int:
         """Return the exit code at once: the run has ended."""
         return self.returncode or 0
+
+    def terminate(self) -> None:
+        """Nothing to stop: the run has ended."""
+
+    def kill(self) -> None:
+        """Nothing to kill: the run has ended."""
 
 
 async def run_scheduled(
@@ -162,6 +176,16 @@ class ProcessHandle:
     async def wait(self) -> int:
         """Wait for the child to exit; return its exit code."""
         return await self._process.wait()
+
+    def terminate(self) -> None:
+        """Send the child SIGTERM (it exits; its run stays resumable)."""
+        if self._process.returncode is None:
+            self._process.terminate()
+
+    def kill(self) -> None:
+        """Send the child SIGKILL."""
+        if self._process.returncode is None:
+            self._process.kill()
 
 
 class SubprocessLauncher:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import anyio
 import pendulum
 
 from durable.core.flow import CATCHUPS, Catchup
@@ -57,7 +58,7 @@ class Worker:
     def __init__(
         self, store: Store, time: TimeSource, launcher: Launcher, *,
         concurrency: int = 4, name: str | None = None, catchup: Catchup = "skip",
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = timedelta(seconds=30), grace: timedelta = timedelta(seconds=30),
         late_after: timedelta = timedelta(seconds=60), max_crashes: int = 3,
     ) -> None:  # fmt: skip
         self.store, self.time, self.launcher = store, time, launcher
@@ -68,6 +69,8 @@ class Worker:
         self.catchup: Catchup = catchup
         self.lease = lease
         """How long a claim lasts without a heartbeat before others may take it over."""
+        self.grace = grace
+        """How long a stopping worker waits for its runs before it stops them."""
         self.late_after = late_after
         """The grace period: a run still waiting this long after its time is marked
         Late, and the `none` catchup policy skips a missed tick this overdue."""
@@ -169,13 +172,24 @@ class Worker:
         return len(ended)
 
     async def settle(self, run_id: str, token: str, reason: str) -> None:
-        """Mark an ended run Finished if its flow run finished, else count a crash."""
+        """Mark an ended run Finished if its flow run finished, else count a crash.
+
+        While the worker is stopping, a run that ended unfinished (its process got the
+        terminal's SIGINT or the service manager's SIGTERM with the worker) is given
+        back for any worker to resume, not counted as a crash.
+        """
         record = await self.store.find_flow_run(run_id)
         now = self.time.timestamp()
         if record is not None and record.state not in UNFINISHED:
             await self.store.finish_scheduled_run(
                 run_id, token, state=record.state, now=now
             )
+            return
+        if self.stopping:
+            await self.store.release_claim(
+                run_id, token, reason=f"released by stopping worker {self.name} "
+                f"({reason}); it resumes",
+            )  # fmt: skip
             return
         status = await self.store.release_crashed_run(
             run_id, token, now=now, reason=reason, max_crashes=self.max_crashes
@@ -246,5 +260,48 @@ class Worker:
             if self.next_tick is not None and self.next_tick < wake:
                 wake = self.next_tick
             await self.time.sleep_until(wake)
-        await self.wait_for_claims()
+        await self.drain()
         await self.stopped()
+
+    async def drain(self) -> None:
+        """Wait up to `grace` for the running runs; then stop the rest and give them
+        back, uncounted as crashes, for any worker to resume."""
+        await self._wait_until(self.time.now() + self.grace)
+        await self.reap()
+        if not self.claims:
+            return
+        for claim in self.claims.values():
+            logger.warning("stopping run %s after the %s s grace period",
+                           claim.run.id, self.grace.total_seconds())  # fmt: skip
+            claim.handle.terminate()
+        if not await self._wait_until(self.time.now() + timedelta(seconds=5)):
+            for claim in self.claims.values():
+                claim.handle.kill()
+            await self._wait_until(self.time.now() + timedelta(seconds=5))
+        stopped = list(self.claims.values())
+        self.claims.clear()
+        for claim in stopped:
+            await self.settle(
+                claim.run.id, claim.token, "stopped after the grace period"
+            )
+        self.settled += len(stopped)
+
+    async def _wait_until(self, deadline: pendulum.DateTime) -> bool:
+        """Wait for every claimed run's process to end, or until `deadline`; return
+        whether they all ended."""
+        handles = [claim.handle for claim in self.claims.values()]
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+
+                async def wait_all() -> None:
+                    for handle in handles:
+                        await handle.wait()
+                    group.cancel_scope.cancel()
+
+                async def timer() -> None:
+                    await self.time.sleep_until(deadline)
+                    scope.cancel()
+
+                group.start_soon(wait_all)
+                group.start_soon(timer)
+        return all(handle.returncode is not None for handle in handles)

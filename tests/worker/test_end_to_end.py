@@ -214,3 +214,40 @@ def test_a_killed_worker_and_run_resume_on_the_next_worker(
     assert again.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
     assert anyio.run(scheduled, db)[-1] == ("Finished", "Success")
     assert ran(tmp_path) == ["first", "held", "held"]  # first was not run again
+
+
+@pytest.mark.timeout(60)
+def test_a_stopping_worker_stops_runs_after_its_grace_period_and_gives_them_back(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "held.py"
+    path.write_text(HELD)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    register(db, path, hours_ago=2)
+    worker = start_worker(db, tmp_path, "--grace", "0.5")
+    try:
+        wait_for(lambda: committed_states(db).get("held") == "Running")
+        worker.send_signal(signal.SIGINT)  # as Ctrl-C: the run itself ignores it
+        assert worker.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+    async def tick() -> tuple[str, int, str | None]:
+        store = await Store.open(db, readonly=True)
+        try:
+            run = (await store.list_scheduled_runs(status=None))[-1]
+        finally:
+            await store.close()
+        return run.status, run.crashes, run.message
+
+    status, crashes, message = anyio.run(tick)
+    assert (status, crashes) == ("Scheduled", 0)  # given back, not counted as a crash
+    assert message is not None and "released by stopping worker" in message
+    assert committed_states(db)["held"] == "Running"  # cut short: it resumes
+
+    (tmp_path / "go").touch()
+    again = start_worker(db, tmp_path, "--burst")
+    assert again.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    assert anyio.run(scheduled, db)[-1] == ("Finished", "Success")
+    assert ran(tmp_path) == ["first", "held", "held"]
