@@ -154,7 +154,10 @@ class Operations(ScheduledRuns):
             if run is None and not waiting:
                 return CancelResult(CancelOutcome.FINISHED, tick[0])
             claimed = tick is not None and tick[0] == "Running"
-            live = (run is not None and is_live(run[1], run[2])) or (
+            # A Paused flow run waits for approval: the process that paused it has
+            # ended the run (it may live on, running other things), so nothing runs it.
+            running = run is not None and run[0] != "Paused"
+            live = (running and is_live(run[1], run[2])) or (
                 claimed and is_live(tick[2], tick[3])
             )
             if live:
