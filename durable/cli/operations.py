@@ -223,7 +223,7 @@ async def _schedulable(store: Store, flow_name: str) -> SchedulableFlowRecord:
 
 def _ticks_between(
     flow: SchedulableFlowRecord, first: pendulum.DateTime, last: pendulum.DateTime,
-    now: pendulum.DateTime,
+    now: pendulum.DateTime, *, limit: int | None = MAX_BACKFILL,
 ) -> list[NewScheduledRun]:  # fmt: skip
     from durable.worker.ticks import plan_ticks
 
@@ -232,7 +232,7 @@ def _ticks_between(
     for event in schedule.events(first - timedelta(microseconds=1)):
         if event.start_time > last:
             break
-        if len(events) == MAX_BACKFILL:
+        if len(events) == limit:
             raise DurableError(
                 f"More than {MAX_BACKFILL} ticks between --start and --end; backfill "
                 "a narrower range at a time"
@@ -274,8 +274,12 @@ def schedule_resume(settings: Settings, flow_name: str) -> None:
 
     async def resume(store: Store) -> int:
         flow = await _schedulable(store, flow_name)
+        if not flow.paused:
+            # Nothing was missed while paused: the worker's catchup policy decides
+            # (recording the ticks here would run every one of them).
+            return 0
         now = SYSTEM_TIME.now()
-        missed = _ticks_between(flow, _after(flow.cursor), now, now)
+        missed = _ticks_between(flow, _after(flow.cursor), now, now, limit=None)
         # Still paused here, so these are recorded as Skipped ("schedule paused").
         recorded = await store.add_scheduled_runs(flow.name, flow.cursor, missed)
         await store.set_paused(flow_name, paused=False, now=now.timestamp())

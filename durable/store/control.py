@@ -151,30 +151,35 @@ class Operations(ScheduledRuns):
             if run is not None and run[0] not in unfinished:
                 return CancelResult(CancelOutcome.FINISHED, run[0])
             waiting = tick is not None and tick[0] in ("Scheduled", "Late")
-            if run is None and not waiting:
-                return CancelResult(CancelOutcome.FINISHED, tick[0])
             claimed = tick is not None and tick[0] == "Running"
+            if run is None and not (waiting or claimed):
+                return CancelResult(CancelOutcome.FINISHED, tick[0])
             # A Paused flow run waits for approval: the process that paused it has
             # ended the run (it may live on, running other things), so nothing runs it.
             running = run is not None and run[0] != "Paused"
             live = (running and is_live(run[1], run[2])) or (
                 claimed and is_live(tick[2], tick[3])
             )
+            found = run[0] if run is not None else tick[0]
             if live:
-                conn.execute(
-                    "UPDATE flow_runs SET cancel_requested_at = ? WHERE id = ?",
-                    (now, run_id),
-                )
-                return CancelResult(CancelOutcome.REQUESTED, run[0] if run else None)
-            if waiting:
+                # On the tick too: a claimed run's process may not have created its
+                # flow run yet; its engine reads both.
+                for table in ("flow_runs", "scheduled_runs"):
+                    conn.execute(
+                        f"UPDATE {table} SET cancel_requested_at = ? WHERE id = ?",
+                        (now, run_id),
+                    )
+                return CancelResult(CancelOutcome.REQUESTED, found)
+            if waiting or (claimed and run is None):
                 conn.execute(
                     "UPDATE scheduled_runs SET status = 'Cancelled', message = ?,"
-                    " ended_at = ? WHERE id = ?",
+                    " ended_at = ?, claimed_by = NULL, lease_expires_at = NULL"
+                    " WHERE id = ?",
                     ("cancelled before it started", now, run_id),
                 )
             if run is not None:
                 _cancel_flow_run(conn, run_id, now, unfinished)
-            return CancelResult(CancelOutcome.CANCELLED, run[0] if run else tick[0])
+            return CancelResult(CancelOutcome.CANCELLED, found)
 
         result: CancelResult = await self._write(write)
         return result
@@ -218,13 +223,17 @@ class Operations(ScheduledRuns):
         return [WorkerRecord(*row) for row in fetched]
 
     async def mark_late(self, *, overdue_before: float, grace: float) -> int:
-        """Mark the waiting runs due before `overdue_before` Late (they still run)."""
+        """Mark the waiting runs due before `overdue_before` Late (they still run).
+
+        Backfilled runs are past by design, never Late: the ones a backfill created
+        (kind backfill) and the Skipped ticks it rescheduled (message 'backfilled').
+        """
         marked: int = await self._write(
             lambda conn: (
                 conn.execute(
                     "UPDATE scheduled_runs SET status = 'Late', message = ?"
                     " WHERE status = 'Scheduled' AND kind != 'backfill'"
-                    " AND scheduled_for < ?",
+                    " AND message IS NOT 'backfilled' AND scheduled_for < ?",
                     (f"not started within {grace:g} s of its time", overdue_before),
                 ).rowcount
             )
@@ -255,3 +264,4 @@ def _cancel_flow_run(
         (message, now, now, run_id),
     )
     rows.append_state(conn, run_id, None, cancelled)
+    rows.clear_cancel_request(conn, run_id)

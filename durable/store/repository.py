@@ -209,6 +209,8 @@ class Store(FlowRegistry, Operations):
                  t.timestamp, running, pid, running, started, t.name, run_id),
             )  # fmt: skip
             rows.append_state(conn, run_id, None, t)
+            if t.name == "Cancelled":
+                rows.clear_cancel_request(conn, run_id)
 
         self.writer.submit(write)
 
@@ -423,10 +425,12 @@ class Store(FlowRegistry, Operations):
     async def is_cancel_requested(self, run_id: str) -> bool:
         """Whether someone asked (`durable cancel`) for this run to stop."""
         fetched = await self._fetch(
-            "SELECT cancel_requested_at IS NOT NULL FROM flow_runs WHERE id = ?",
-            (run_id,),
+            "SELECT EXISTS (SELECT 1 FROM flow_runs WHERE id = ?"
+            " AND cancel_requested_at IS NOT NULL) OR EXISTS (SELECT 1 FROM"
+            " scheduled_runs WHERE id = ? AND cancel_requested_at IS NOT NULL)",
+            (run_id, run_id),
         )
-        return bool(fetched and fetched[0][0])
+        return bool(fetched[0][0])
 
     async def _fetch(self, sql: str, args: Iterable[Any]) -> list[Any]:
         try:

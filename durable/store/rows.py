@@ -143,3 +143,12 @@ def where(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
     used = {column: value for column, value in conditions.items() if value is not None}
     clause = " AND ".join(f"{column} = ?" for column in used)
     return (f"WHERE {clause}" if clause else ""), list(used.values())
+
+
+def clear_cancel_request(conn: sqlite3.Connection, run_id: str) -> None:
+    """Forget a cancel request once its run is Cancelled (a restart must not see it)."""
+    conn.execute(
+        "UPDATE scheduled_runs SET cancel_requested_at = NULL WHERE id = ?"
+        " AND cancel_requested_at IS NOT NULL",
+        (run_id,),
+    )

@@ -168,6 +168,8 @@ V6 = """
 -- status gains Late (due, unclaimed past the grace period, still runs) and Cancelled.
 ALTER TABLE scheduled_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'schedule';
 ALTER TABLE scheduled_runs ADD COLUMN claimed_at REAL;
+-- A cancel asked for while a claimed run's process has not created its flow run yet.
+ALTER TABLE scheduled_runs ADD COLUMN cancel_requested_at REAL;
 CREATE INDEX scheduled_runs_by_kind ON scheduled_runs (flow_name, kind, scheduled_for);
 -- A registered version's catchup policy (Flow(catchup=...)), NULL meaning the worker's default.
 ALTER TABLE flows ADD COLUMN catchup TEXT;

@@ -33,6 +33,12 @@ class HeldHandle:
         await self._done.wait()
         return self.returncode or 0
 
+    def terminate(self) -> None:
+        self.end(-15)
+
+    def kill(self) -> None:
+        self.end(-9)
+
 
 class HoldingLauncher:
     """Launches nothing: each run is held (its handle claims `token` as its process)."""
