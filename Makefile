@@ -21,7 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Byte-compile first: the tests start many durable processes, and where
+# PYTHONDONTWRITEBYTECODE is set each of them would compile every module again.
 test: lint
+	$(BIN)/python -m compileall -q durable tui
 	$(BIN)/pytest
 
 # Long crash campaigns (more seeds, bigger flows); not part of `make test`.

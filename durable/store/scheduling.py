@@ -189,6 +189,24 @@ class ScheduledRuns(abc.ABC):
             )
         )
 
+    async def adopt_claim(
+        self, run_id: str, token: str, *, pid: int, pid_started: str
+    ) -> bool:
+        """Name the run's own process in its claim (it starts by this); False if the
+        claim is gone: another worker took the run over and this process must not run
+        it."""
+        return bool(
+            await self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE scheduled_runs SET pid = ?, pid_started = ?"
+                        " WHERE id = ? AND lease_token = ? AND status = 'Running'",
+                        (pid, pid_started, run_id, token),
+                    ).rowcount
+                )
+            )
+        )
+
     async def renew_leases(
         self, claims: Sequence[tuple[str, str]], lease_until: float
     ) -> int:

@@ -22,7 +22,7 @@ import anyio
 import pendulum
 from anyio.abc import Process
 
-from durable.errors import DurableError
+from durable.errors import DurableError, LeaseLostError
 from durable.liveness import process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
@@ -114,6 +114,17 @@ async def run_scheduled(
             "register it again"
         )
     if lease_token is not None:
+        # The claim names this process from now on, not the worker that launched it:
+        # if the worker dies before recording the launch, no other worker mistakes
+        # this live run for a dead one.
+        pid = os.getpid()
+        if not await store.adopt_claim(
+            run_id, lease_token, pid=pid, pid_started=process_token(pid)
+        ):
+            raise LeaseLostError(
+                f"Scheduled run {run_id!r} is no longer claimed by the worker that "
+                "started this process (lease lost); not running it"
+            )
         store.writer.fence = partial(_holds_lease, run_id=run_id, token=lease_token)
     try:
         state = await run_flow_async(

@@ -474,10 +474,9 @@ async def test_a_process_that_lost_its_lease_writes_nothing(
         with pytest.raises(StoreError, match="lease lost"):
             await run_scheduled(zombie, claim.run.id, fake_time, claim.token)
     finally:
-        with pytest.raises(StoreError, match="lease lost"):
-            await zombie.close()  # its writer stopped at the refused transaction
+        await zombie.close()
 
-    # Its first write, the flow run itself, was refused: nothing ran, nothing is stored.
+    # It found its claim gone before its first write: nothing ran, nothing is stored.
     assert await store.find_flow_run(claim.run.id) is None
     assert shared.CALLS == {}
     assert await run_scheduled(store, claim.run.id, fake_time, "B")
