@@ -3,17 +3,22 @@ is what the worker starts in each child process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import anyio
 import click
 
-from durable.cli.base import EXIT_FAILED, Settings, cli, pass_settings, with_store
-from durable.store import Store
+from durable.cli.base import Settings, cli, pass_settings, reported, with_store
+from durable.store import Store, resolve_db_path
 from durable.timesource import SYSTEM_TIME
-from durable.worker import CATCHUPS, Catchup, SubprocessLauncher, Worker, run_scheduled
+from durable.worker import CATCHUPS, Catchup, Launcher, SubprocessLauncher, Worker
+from durable.worker.forkserver import ForkServerLauncher
+from durable.worker.launcher import run_in_this_process
 
 
 @cli.command()
@@ -40,18 +45,29 @@ def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
     """
 
     async def work(store: Store) -> None:
-        runner = Worker(
-            store, SYSTEM_TIME, SubprocessLauncher(store.path),
-            concurrency=concurrency, name=name, catchup=catchup,
-            grace=timedelta(seconds=grace),
-        )  # fmt: skip
-        click.echo(f"Worker {runner.name} on {store.path}", err=True)
-        if burst:
-            await runner.burst()
-        else:
-            await _serve(runner, timedelta(seconds=poll))
+        async with _launcher(store) as launcher:
+            runner = Worker(
+                store, SYSTEM_TIME, launcher, concurrency=concurrency, name=name,
+                catchup=catchup, grace=timedelta(seconds=grace),
+            )  # fmt: skip
+            click.echo(f"Worker {runner.name} on {store.path}", err=True)
+            if burst:
+                await runner.burst()
+            else:
+                await _serve(runner, timedelta(seconds=poll))
 
     with_store(settings, work, writable=True)
+
+
+@asynccontextmanager
+async def _launcher(store: Store) -> AsyncIterator[Launcher]:
+    """Fork runs from a warm server where fork exists (and DURABLE_WORKER_FORK is not
+    0); else start a new `durable worker-run` process per run."""
+    if hasattr(os, "fork") and os.environ.get("DURABLE_WORKER_FORK", "1") != "0":
+        async with ForkServerLauncher(store.path) as launcher:
+            yield launcher
+    else:
+        yield SubprocessLauncher(store.path)
 
 
 async def _serve(runner: Worker, poll: timedelta) -> None:
@@ -84,9 +100,6 @@ def worker_run(settings: Settings, run_id: str, lease: str | None) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the worker decides what
     # happens to its runs (it lets them finish, then stops them after its grace period).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    async def work(store: Store) -> bool:
-        return await run_scheduled(store, run_id, SYSTEM_TIME, lease)
-
-    ok = with_store(settings, work, writable=True)
-    sys.exit(0 if ok else EXIT_FAILED)
+    with reported(settings):
+        db = resolve_db_path(settings.db)
+    sys.exit(run_in_this_process(str(db), run_id, lease))

@@ -26,7 +26,7 @@ from durable.errors import DurableError, LeaseLostError
 from durable.liveness import process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
-from durable.timesource import TimeSource
+from durable.timesource import SYSTEM_TIME, TimeSource
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,27 @@ async def run_scheduled(
         if lease_token is not None:
             store.writer.fence = None
     return bool(state.is_successful())
+
+
+def run_in_this_process(db: str, run_id: str, lease_token: str | None) -> int:
+    """Run a scheduled run in this process, as `durable worker-run` does; return the
+    exit code (0 success, 1 the flow run did not succeed, 2 bad input, 3 the database
+    is unusable). Errors print one line on stderr."""
+    from durable.errors import StoreError
+
+    async def work() -> bool:
+        store = await Store.open(db)
+        try:
+            return await run_scheduled(store, run_id, SYSTEM_TIME, lease_token)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    try:
+        return 0 if anyio.run(work) else 1
+    except DurableError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 3 if isinstance(exc, StoreError) else 2
 
 
 def _holds_lease(conn: sqlite3.Connection, run_id: str, token: str) -> bool:

@@ -12,8 +12,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import pendulum
@@ -21,7 +23,7 @@ import pendulum
 from durable.core.flow import CATCHUPS, Catchup
 from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
-from durable.store.records import ScheduledRunRecord
+from durable.store.records import SchedulableFlowRecord, ScheduledRunRecord
 from durable.store.registry import load_copy
 from durable.timesource import TimeSource
 from durable.worker.launcher import Handle, Launcher
@@ -86,6 +88,10 @@ class Worker:
         """When the next schedule tick falls, as of the latest pass (None: none)."""
         self._pid, self._token = os.getpid(), process_token(os.getpid())
         self._registered = False
+        self._schedules: dict[tuple[str, int], Any] = {}
+        self._upcoming: dict[str, tuple[int, float, pendulum.DateTime | None]] = {}
+        """Per flow: (version, cursor, next tick) when nothing was due at the last
+        pass; still valid while the version and the cursor are the same."""
 
     async def run_once(self) -> PassReport:
         """Do one pass: reap, heartbeat, recover, create due runs, claim and launch."""
@@ -112,26 +118,46 @@ class Worker:
     # Steps -----------------------------------------------------------------------------
     async def create_due_runs(self) -> int:
         """Record every registered schedule's ticks due by now, per its catchup policy
-        (the flow's own, else the worker's), and note when the next tick falls."""
+        (the flow's own, else the worker's), and note when the next tick falls.
+
+        A flow whose ticks are recorded up to its known next tick, which is not due
+        yet, costs nothing: its schedule is neither unpickled nor stepped again.
+        """
         now, created, upcoming = self.time.now(), 0, []
         for flow in await self.store.list_schedulable_flows():
+            known = self._upcoming.get(flow.name)
+            if known is not None and known[:2] == (flow.version, flow.cursor):
+                following = known[2]
+                if following is None or following > now:
+                    if following is not None:
+                        upcoming.append(following)
+                    continue
             try:
-                schedule = load_copy(flow.schedule, flow.source_path)
+                schedule = self._schedule(flow)
                 events, following = due_events(schedule, flow.cursor, now)
             except Exception:  # unpickling and filters run the user's code
                 logger.exception("schedule of flow %r cannot be read", flow.name)
                 continue
             if following is not None:
                 upcoming.append(following)
-            if events:
-                catchup = flow.catchup if flow.catchup in CATCHUPS else self.catchup
-                ticks = plan_ticks(flow, events, now=now, catchup=catchup,
-                                   late_after=self.late_after)  # fmt: skip
-                created += await self.store.add_scheduled_runs(
-                    flow.name, flow.cursor, ticks
-                )
+            if not events:
+                self._upcoming[flow.name] = (flow.version, flow.cursor, following)
+                continue
+            catchup = flow.catchup if flow.catchup in CATCHUPS else self.catchup
+            ticks = plan_ticks(flow, events, now=now, catchup=catchup,
+                               late_after=self.late_after)  # fmt: skip
+            created += await self.store.add_scheduled_runs(
+                flow.name, flow.cursor, ticks
+            )
         self.next_tick = min(upcoming, default=None)
         return created
+
+    def _schedule(self, flow: SchedulableFlowRecord) -> Any:
+        """The flow's schedule, unpickled once per registered version."""
+        key = (flow.name, flow.version)
+        if key not in self._schedules:
+            self._schedules[key] = load_copy(flow.schedule, flow.source_path)
+        return self._schedules[key]
 
     async def claim_and_launch(self) -> int:
         """Claim due runs while under the concurrency limit and launch each one."""
@@ -259,9 +285,23 @@ class Worker:
             wake = self.time.now() + poll
             if self.next_tick is not None and self.next_tick < wake:
                 wake = self.next_tick
-            await self.time.sleep_until(wake)
+            await self._nap(wake)
         await self.drain()
         await self.stopped()
+
+    async def _nap(self, until: pendulum.DateTime) -> None:
+        """Sleep until `until`, or until one of the claimed runs ends (its slot is
+        free: the next pass settles it and claims another at once)."""
+        handles = [claim.handle for claim in self.claims.values()]
+        async with anyio.create_task_group() as group:
+
+            async def wake_at(wait: Awaitable[object]) -> None:
+                await wait
+                group.cancel_scope.cancel()
+
+            group.start_soon(wake_at, self.time.sleep_until(until))
+            for handle in handles:
+                group.start_soon(wake_at, handle.wait())
 
     async def drain(self) -> None:
         """Wait up to `grace` for the running runs; then stop the rest and give them
