@@ -104,22 +104,27 @@ class ScheduledRuns(abc.ABC):
         """Return each flow whose latest registered version has a schedule."""
         fetched = await self._fetch(
             "SELECT f.name, f.version, f.source_path, f.schedule, f.catchup,"
-            " s.paused_at IS NOT NULL FROM flows f"
-            " LEFT JOIN flow_settings s ON s.name = f.name"
+            " s.paused_at IS NOT NULL, COALESCE((SELECT MAX(scheduled_for)"
+            " FROM scheduled_runs WHERE flow_name = f.name AND kind = 'schedule'),"
+            " (SELECT MIN(registered_at) FROM flows WHERE name = f.name))"
+            " FROM flows f LEFT JOIN flow_settings s ON s.name = f.name"
             " WHERE f.id = (SELECT id FROM flows WHERE name = f.name"
             " AND registered_at IS NOT NULL ORDER BY version DESC LIMIT 1)"
             " AND f.schedule IS NOT NULL ORDER BY f.name",
             (),
         )
-        found = []
-        for name, version, source, schedule, catchup, paused in fetched:
-            cursor = await self._fetch(_CURSOR_SQL, (name, name))
-            found.append(
-                SchedulableFlowRecord(
-                    name, version, source, bytes(schedule), float(cursor[0][0]),
-                    catchup=catchup, paused=bool(paused),
-                )
-            )  # fmt: skip
+        found = [
+            SchedulableFlowRecord(
+                name,
+                version,
+                source,
+                bytes(schedule),
+                float(cursor),
+                catchup=catchup,
+                paused=bool(paused),
+            )
+            for name, version, source, schedule, catchup, paused, cursor in fetched
+        ]
         return found
 
     async def add_scheduled_runs(

@@ -112,6 +112,7 @@ class ForkServerLauncher:
     async def __aenter__(self) -> Self:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
+        await self._server()  # warm before the first run needs it
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -154,7 +155,10 @@ class ForkServerLauncher:
         if self._process is not None and self._process.returncode is None:
             return self._process
         assert self._group is not None, "use ForkServerLauncher in `async with`"
-        out = os.dup(sys.stdout.fileno())
+        try:
+            out = os.dup(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # stdout is not a file (tests)
+            out = os.dup(1)
         reports_read, reports_write = os.pipe()
         try:
             self._process = await anyio.open_process(
