@@ -4,7 +4,6 @@ and workers. Each command is one short transaction against the database the work
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import click
 import pendulum
 
-from durable import views
+from durable import control, views
 from durable.cli.base import (
     EXIT_FAILED,
     Settings,
@@ -23,7 +22,8 @@ from durable.cli.base import (
     with_store,
 )
 from durable.cli.loading import parse_params
-from durable.errors import DurableError, RunNotFoundError
+from durable.control import UNFINISHED
+from durable.errors import DurableError
 from durable.liveness import Liveness, liveness
 from durable.schedules.clocks import ClockEvent
 from durable.store import Store
@@ -32,18 +32,8 @@ from durable.store.records import NewScheduledRun, SchedulableFlowRecord
 from durable.store.registry import load_copy
 from durable.timesource import SYSTEM_TIME
 
-UNFINISHED = (
-    "Pending", "Scheduled", "Paused", "Resume", "Retrying", "Running", "Cancelling",
-    "Looped",
-)  # fmt: skip
-"""State names of flow and task runs that have not ended (a loop's round included)."""
-
 MAX_BACKFILL = 10_000
 """The most ticks one backfill creates; a wider range is refused."""
-
-
-def _is_live(pid: int | None, token: str | None) -> bool:
-    return liveness(pid, token) is Liveness.ALIVE
 
 
 # trigger ---------------------------------------------------------------------------------
@@ -63,32 +53,14 @@ def trigger(
     it: `durable worker`, or `durable worker --burst` to run it and exit.
     """
     parameters = parse_params(params)
-    from durable.engine.flow_runner import new_run_id
 
-    async def add(store: Store) -> tuple[NewScheduledRun, bool]:
-        registered = await store.load_registered_flow(flow_name, version)
-        if registered is None:
-            which = f"version {version} of flow" if version else "flow"
-            raise DurableError(
-                f"No registered {which} {flow_name!r}; register it with: durable "
-                "register FILE (durable flows lists what is registered)"
-            )
-        registered.flow.validate_parameters(dict(parameters))
-        run_id, now = new_run_id(), SYSTEM_TIME.timestamp()
-        run = NewScheduledRun(
-            id=run_id, flow_name=flow_name, flow_version=registered.version,
-            scheduled_for=now, parameters_hash=f"manual:{run_id}",
-            parameters=pickle.dumps(parameters), status="Scheduled",
-            message="triggered (durable trigger)", created_at=now,
-        )  # fmt: skip
-        await store.add_manual_run(run)
-        workers = await store.list_workers()
-        return run, any(w.stopped_at is None and _is_live(w.pid, w.pid_started)
-                        for w in workers)  # fmt: skip
+    async def add(store: Store) -> control.Triggered:
+        return await control.trigger(store, flow_name, parameters, version=version)
 
-    run, served = with_store(settings, add, writable=True)
+    triggered = with_store(settings, add, writable=True)
+    run = triggered.run
     click.echo(f"Triggered run {run.id} of flow {flow_name!r} v{run.flow_version}")
-    if not served:
+    if not triggered.served:
         click.echo("No worker is running on this database; start one with: durable "
                    "worker (or durable worker --burst to run it and exit)", err=True)  # fmt: skip
 
@@ -108,11 +80,7 @@ def cancel(settings: Settings, run_id: str, wait: float | None) -> None:
     """
 
     async def request(store: Store) -> tuple[str, CancelResult]:
-        full = await _resolve(store, run_id)
-        return full, await store.request_cancel(
-            full, now=SYSTEM_TIME.timestamp(), unfinished=UNFINISHED,
-            is_live=_is_live,
-        )  # fmt: skip
+        return await control.cancel(store, run_id)
 
     full, result = with_store(settings, request, writable=True)
     if result.outcome is CancelOutcome.FINISHED:
@@ -130,16 +98,6 @@ def cancel(settings: Settings, run_id: str, wait: float | None) -> None:
             fail(f"Run {full} has not stopped after {wait:g} s; it stops after its "
                  "running task runs finish", EXIT_FAILED)  # fmt: skip
         click.echo(f"Run {full}: {state}")
-
-
-async def _resolve(store: Store, run_id: str) -> str:
-    """Return the full id of a flow run (a unique prefix works) or a scheduled run."""
-    try:
-        return (await store.get_flow_run(run_id)).id
-    except RunNotFoundError:
-        if await store.find_scheduled_run(run_id) is not None:
-            return run_id
-        raise
 
 
 async def _wait_for_end(store: Store, run_id: str, seconds: float) -> str | None:
@@ -179,7 +137,7 @@ def backfill(
              "runs future ticks)")  # fmt: skip
 
     async def fill(store: Store) -> tuple[int, Any]:
-        flow = await _schedulable(store, flow_name)
+        flow = await control.schedulable(store, flow_name)
         ticks = _ticks_between(flow, first, last, now)
         if dry_run:
             return len(ticks), [t.scheduled_for for t in ticks]
@@ -209,16 +167,6 @@ def _when(text: str, option: str) -> pendulum.DateTime:
     if not isinstance(parsed, pendulum.DateTime):
         fail(f"{option} {text!r} is not a date or time; use ISO 8601, e.g. 2026-11-01")
     return parsed
-
-
-async def _schedulable(store: Store, flow_name: str) -> SchedulableFlowRecord:
-    for flow in await store.list_schedulable_flows():
-        if flow.name == flow_name:
-            return flow
-    raise DurableError(
-        f"Flow {flow_name!r} has no registered schedule; register a flow with a "
-        "schedule (durable flows lists them), or use: durable trigger FLOW"
-    )
 
 
 def _ticks_between(
@@ -255,10 +203,7 @@ def schedule_pause(settings: Settings, flow_name: str) -> None:
     """Stop running a flow's schedule ticks; each is recorded as Skipped meanwhile."""
 
     async def pause(store: Store) -> int:
-        await _schedulable(store, flow_name)
-        return await store.set_paused(
-            flow_name, paused=True, now=SYSTEM_TIME.timestamp()
-        )
+        return await control.pause_schedule(store, flow_name)
 
     skipped = with_store(settings, pause, writable=True)
     also = f"; {skipped} waiting runs skipped" if skipped else ""
@@ -273,27 +218,13 @@ def schedule_resume(settings: Settings, flow_name: str) -> None:
     """Run a paused flow's schedule again from now on (ticks missed stay Skipped)."""
 
     async def resume(store: Store) -> int:
-        flow = await _schedulable(store, flow_name)
-        if not flow.paused:
-            # Nothing was missed while paused: the worker's catchup policy decides
-            # (recording the ticks here would run every one of them).
-            return 0
-        now = SYSTEM_TIME.now()
-        missed = _ticks_between(flow, _after(flow.cursor), now, now, limit=None)
-        # Still paused here, so these are recorded as Skipped ("schedule paused").
-        recorded = await store.add_scheduled_runs(flow.name, flow.cursor, missed)
-        await store.set_paused(flow_name, paused=False, now=now.timestamp())
-        return recorded
+        return await control.resume_schedule(store, flow_name)
 
     recorded = with_store(settings, resume, writable=True)
     also = f"; {recorded} ticks missed while paused recorded as Skipped" if (
         recorded
     ) else ""  # fmt: skip
     click.echo(f"Resumed the schedule of flow {flow_name!r}{also}")
-
-
-def _after(cursor: float) -> pendulum.DateTime:
-    return pendulum.from_timestamp(cursor, tz="UTC") + timedelta(microseconds=1)
 
 
 @schedule.command("runs")
