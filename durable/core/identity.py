@@ -1,7 +1,8 @@
 """How a flow is recognised when its file is loaded again: its file and its fingerprint.
 
 A run records both, so that `durable resume` can find the flow and refuse one whose shape
-changed since the run started.
+changed since the run started. Each flow version also stores its `shape`, so that a
+reader (the TUI) can draw the graph without loading the flow.
 """
 
 from __future__ import annotations
@@ -38,6 +39,28 @@ def fingerprint(flow: Flow, source_module: str | None) -> str:
     )
     shape = json.dumps([tasks, edges, constants], separators=(",", ":"))
     return hashlib.sha256(shape.encode()).hexdigest()
+
+
+def shape(flow: Flow) -> str:
+    """Return the flow's graph as compact JSON: its tasks in dependency order and edges.
+
+    `{"tasks": [[slug, name, mapped], ...], "edges": [[upstream, downstream, key,
+    mapped, flattened], ...]}`, tasks as `flow.sorted_tasks()` orders them, edges by
+    their downstream's then upstream's place in that order. A task is mapped when one
+    of its inbound edges is. Readers must never need to unpickle anything to get it.
+    """
+    slugs = flow.slugs
+    order = {task: index for index, task in enumerate(flow.sorted_tasks())}
+    mapped = {edge.downstream for edge in flow.edges if edge.mapped}
+    tasks = [[slugs[t], t.name, t in mapped] for t in order]
+    edges = [
+        [slugs[e.upstream], slugs[e.downstream], e.key, e.mapped, e.flattened]
+        for e in sorted(
+            flow.edges,
+            key=lambda e: (order[e.downstream], order[e.upstream], e.key or ""),
+        )
+    ]
+    return json.dumps({"tasks": tasks, "edges": edges}, separators=(",", ":"))
 
 
 def defined_at(flow: Flow) -> tuple[str | None, str | None]:

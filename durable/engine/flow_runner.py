@@ -23,6 +23,7 @@ from pendulum import DateTime
 
 from durable import context
 from durable.core.flow import Flow
+from durable.core.identity import shape
 from durable.engine.cancel import CancelWatch, cancel_unfinished
 from durable.engine.executors import Executor, LocalExecutor
 from durable.engine.mapping import (
@@ -166,6 +167,7 @@ class FlowRunner:
                 NewTaskRun(t.run.task_run_id, t.slug, t.task.name)
                 for t in plan.tasks.values()
             ],
+            graph=partial(shape, self.flow),
         )
         await (
             self.store.flush()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import cloudpickle
 
+from durable.core.identity import shape
 from durable.errors import ConfigurationError
 from durable.schedules import (
     CronClock,
@@ -78,6 +79,7 @@ def package_flow(
         schedule_text=text,
         registered_at=registered_at,
         catchup=flow.catchup,
+        graph=shape(flow),
     )
 
 

@@ -140,6 +140,8 @@ class NewRegistration:
     registered_at: float
     catchup: str | None = None
     """The flow's catchup policy (`Flow(catchup=...)`); None: the worker's default."""
+    graph: str | None = None
+    """The flow's graph as JSON (`durable.core.identity.shape`), for readers."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +159,20 @@ class Store(FlowRegistry, Operations):
         parameters_serializer: str,
         transition: Transition,
         task_runs: Sequence[NewTaskRun],
+        graph: Callable[[], str] | None = None,
     ) -> None:
-        """Queue a new flow run, its flow version and its Pending task runs."""
+        """Queue a new flow run, its flow version and its Pending task runs.
+
+        `graph` returns the flow's shape as JSON; it is called (on the writer thread)
+        only if the run creates a new flow version, so it must not depend on anything
+        that changes while the run is queued.
+        """
         now, (pid, started) = transition.timestamp, self.owner
 
         def write(conn: sqlite3.Connection) -> None:
-            flow_id = rows.flow_version(conn, flow_name, fingerprint, source_path, now)
+            flow_id = rows.flow_version(
+                conn, flow_name, fingerprint, source_path, now, graph
+            )
             conn.execute(
                 "INSERT INTO flow_runs (id, flow_id, flow_name, fingerprint, source_path,"
                 " state, state_message, parameters, parameters_serializer, created_at,"

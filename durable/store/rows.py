@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from durable.store.records import (
@@ -68,22 +68,27 @@ def flow_version(
     fingerprint: str,
     source: str | None,
     now: float,
+    graph: Callable[[], str] | None = None,
 ) -> int:
     # A flow gets a new version whenever its structure changes. The latest version may
     # be a registration (`register_version`): a run of that flow, same shape, is one of
     # its runs, so a worker's runs of a registered flow share the registered version.
+    # `graph` (the flow's shape) is computed only when a version is created, or once
+    # for a version stored without one: a run of an existing version pays nothing.
     row = conn.execute(
-        "SELECT id, version, fingerprint FROM flows WHERE name = ?"
+        "SELECT id, version, fingerprint, graph IS NULL FROM flows WHERE name = ?"
         " ORDER BY version DESC LIMIT 1",
         (name,),
     ).fetchone()
     if row is not None and row[2] == fingerprint:
+        if row[3] and graph is not None:
+            conn.execute("UPDATE flows SET graph = ? WHERE id = ?", (graph(), row[0]))
         return int(row[0])
     version = 1 if row is None else row[1] + 1
     cursor = conn.execute(
-        "INSERT INTO flows (name, version, fingerprint, source_path, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (name, version, fingerprint, source, now),
+        "INSERT INTO flows (name, version, fingerprint, source_path, created_at, graph)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (name, version, fingerprint, source, now, None if graph is None else graph()),
     )
     return int(cursor.lastrowid or 0)
 
@@ -94,23 +99,26 @@ def register_version(
     # Idempotent, as Prefect 1's registration: if the latest version is a registration of
     # the same flow (same fingerprint and hash), it stays the latest. Anything else (a
     # changed flow, or a latest version that a run created and that holds no copy) is
-    # version N + 1; a run's row is never rewritten into a registration.
+    # version N + 1; a run's row is never rewritten into a registration (only given its
+    # graph if it was stored without one).
     row = conn.execute(
-        "SELECT version, fingerprint, flow_hash, registered_at FROM flows WHERE name = ?"
-        " ORDER BY version DESC LIMIT 1",
+        "SELECT version, fingerprint, flow_hash, registered_at, id, graph IS NULL"
+        " FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1",
         (new.name,),
     ).fetchone()
     same = row is not None and (row[1], row[2]) == (new.fingerprint, new.flow_hash)
     if same and row[3] is not None:
+        if row[5] and new.graph is not None:
+            conn.execute("UPDATE flows SET graph = ? WHERE id = ?", (new.graph, row[4]))
         return RegisteredVersion(new.name, int(row[0]), is_new=False)
     version = 1 if row is None else int(row[0]) + 1
     conn.execute(
         "INSERT INTO flows (name, version, fingerprint, source_path, created_at,"
-        " registered_at, flow_blob, flow_hash, schedule, schedule_text, catchup)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " registered_at, flow_blob, flow_hash, schedule, schedule_text, catchup, graph)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (new.name, version, new.fingerprint, new.source_path, new.registered_at,
          new.registered_at, new.flow_blob, new.flow_hash, new.schedule,
-         new.schedule_text, new.catchup),
+         new.schedule_text, new.catchup, new.graph),
     )  # fmt: skip
     return RegisteredVersion(new.name, version, is_new=True)
 

@@ -195,6 +195,15 @@ CREATE TABLE workers (
     heartbeat_at REAL NOT NULL,
     stopped_at   REAL
 );
+-- Each flow version's graph (durable.core.identity.shape) as JSON: its tasks in
+-- dependency order and its edges, so that a reader (the TUI) draws the flow and orders
+-- its task runs without unpickling anything. Written when a run or a registration
+-- creates the version. NULL for a version stored before, until its next run.
+ALTER TABLE flows ADD COLUMN graph TEXT;
+-- The TUI lists the latest scheduled runs of every status, newest first: without this,
+-- that is a scan and sort of the whole table (120 ms at 60,000 rows, bench/tui_db.py).
+-- A tick's time never changes, so status updates leave this index alone.
+CREATE INDEX scheduled_runs_by_time ON scheduled_runs (scheduled_for);
 """
 
 MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)

@@ -1,0 +1,353 @@
+"""The TUI's read model: what each screen shows, read from a durable database as
+immutable records through one read-only SQLite connection.
+
+It never writes (the connection is `mode=ro` and `query_only`), never unpickles (a
+parameter that is not JSON shows as its size), and never holds a read transaction
+between calls, so workers never wait on the TUI and WAL checkpoints go on. `changed()`
+reads `PRAGMA data_version`: a poll that finds nothing committed costs one statement.
+It reads every schema version from 1 on: what an older database lacks reads as empty.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from durable.errors import DurableError
+from durable.store.browse.filters import FilterError, RunFilter, parse_filter
+from durable.store.browse.queries import (
+    ACTIVE,
+    WAITING,
+    Queries,
+    TextMatch,
+    run_conditions,
+    run_detail,
+    run_row,
+)
+from durable.store.browse.records import (
+    AttemptSpan,
+    FlowRow,
+    LogLine,
+    RunDetail,
+    RunRow,
+    ScheduledRow,
+    StateEvent,
+    TaskRow,
+    WorkerRow,
+)
+from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
+
+__all__ = [
+    "AttemptSpan",
+    "FilterError",
+    "FlowRow",
+    "LogLine",
+    "ModelError",
+    "ReadModel",
+    "RunDetail",
+    "RunFilter",
+    "RunRow",
+    "ScheduledRow",
+    "StateEvent",
+    "TaskRow",
+    "WorkerRow",
+    "parse_filter",
+]
+
+BUSY_TIMEOUT_MS = 2_000
+"""How long a read waits for a writer's lock (a WAL reader only waits on recovery)."""
+NO_FILTER = RunFilter()
+"""The filter that lets every run through."""
+CHUNK = 500
+"""Ids bound per `IN (...)`: below SQLite's oldest variable limit (999)."""
+
+
+class ModelError(DurableError):
+    """The database cannot be read: missing, not durable's, too new, or unreadable."""
+
+
+class ReadModel:
+    """A read-only view of one durable database, for one process's TUI.
+
+    Safe to call from any thread, one call at a time (a lock serialises them).
+    Raises ModelError when the database is missing, not durable's, too new, or a read
+    fails (for instance while a crashed writer's WAL is recovered).
+    """
+
+    def __init__(self, db: str | Path) -> None:
+        self.path = Path(db).expanduser()
+        """The database file."""
+        self.queries = 0
+        """How many SQL statements this model has executed."""
+        self._lock = threading.Lock()
+        self._data_version: int | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._conn = self._open()
+        try:
+            self.version = self._check()
+            """The database's schema version (`PRAGMA user_version`)."""
+            self._columns = self._read_columns()
+        except BaseException:
+            self.close()
+            raise
+        self._sql = Queries(self._has)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (calling it again does nothing)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # Change detection --------------------------------------------------------------
+    def changed(self) -> bool:
+        """Whether another connection has committed since the last call (True the
+        first time): one `PRAGMA data_version`, so an idle poll costs almost nothing.
+
+        The answer is per model: callers sharing a model share one "last call".
+        """
+        with self._lock:
+            version = int(self._fetch("PRAGMA data_version")[0][0])
+            changed, self._data_version = version != self._data_version, version
+            return changed
+
+    # Runs ----------------------------------------------------------------------------
+    def runs(self, filter: RunFilter = NO_FILTER, limit: int = 500) -> list[RunRow]:
+        """Return the runs that pass `filter`, newest first, at most `limit`."""
+        with self._lock, self._snapshot():
+            where, args = run_conditions(filter, self._text_matches(filter.text))
+            fetched = self._fetch(
+                f"{self._sql.runs}{where}"
+                " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
+                (*args, limit),
+            )
+            counts = self._task_counts([row[0] for row in fetched])
+        return [run_row(row, counts.get(row[0], {})) for row in fetched]
+
+    def run(self, run_id: str) -> RunDetail | None:
+        """Return one run with its task runs, graph and state history (None: no such
+        run)."""
+        with self._lock, self._snapshot():
+            fetched = self._fetch(self._sql.run, (run_id,))
+            if not fetched:
+                return None
+            tasks = self._fetch(self._sql.tasks, (run_id,))
+            history = self._fetch(
+                "SELECT id, task_run_id, name, message, timestamp FROM states"
+                " WHERE flow_run_id = ? ORDER BY id",
+                (run_id,),
+            )
+        return run_detail(fetched[0], tasks, history)
+
+    def logs(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        task_run_id: str | None = None,
+        limit: int = 10_000,
+    ) -> list[LogLine]:
+        """Return a run's log lines with ids above `after_id`, oldest first; only one
+        task run's if `task_run_id` is given. Poll with the last id seen."""
+        only = "" if task_run_id is None else " AND l.task_run_id = ?"
+        args = (run_id, after_id, *([] if task_run_id is None else [task_run_id]))
+        with self._lock:
+            fetched = self._fetch(
+                "SELECT l.id, l.timestamp, l.level, l.logger, t.task_slug,"
+                " COALESCE(t.map_index, -1), l.message FROM logs l"
+                " LEFT JOIN task_runs t ON t.id = l.task_run_id"
+                f" WHERE l.flow_run_id = ? AND l.id > ?{only} ORDER BY l.id LIMIT ?",
+                (*args, limit),
+            )
+        return [LogLine(*row) for row in fetched]
+
+    # Flows, schedules, workers -----------------------------------------------------
+    def flows(self) -> list[FlowRow]:
+        """Return every flow by name, in name order."""
+        with self._lock, self._snapshot():
+            fetched = self._fetch(self._sql.flows)
+            latest: defaultdict[str, list[str]] = defaultdict(list)
+            for name, state in self._fetch(self._sql.last_runs):
+                latest[name].append(state)
+            # Counted here, not with GROUP BY: given ANALYZE statistics, SQLite would
+            # walk a whole flow_name index to group rather than seek the few active.
+            running = Counter(
+                name
+                for (name,) in self._fetch(
+                    "SELECT flow_name FROM flow_runs WHERE state IN (?, ?)", ACTIVE
+                )
+            )
+            ticks: dict[str, float] = {}
+            if self._has("scheduled_runs"):
+                for name, when in self._fetch(
+                    "SELECT flow_name, scheduled_for FROM scheduled_runs"
+                    " WHERE status IN (?, ?)",
+                    WAITING,
+                ):
+                    ticks[name] = min(when, ticks.get(name, when))
+        flows = []
+        for name, version, registered, schedule, paused, catchup in fetched:
+            row = FlowRow(
+                name, version, bool(registered), schedule, bool(paused), catchup,
+                tuple(latest.get(name, ())), running.get(name, 0), ticks.get(name),
+            )  # fmt: skip
+            flows.append(row)
+        return flows
+
+    def scheduled(
+        self, *, flow: str | None = None, limit: int = 200
+    ) -> list[ScheduledRow]:
+        """Return scheduled runs: the waiting ones (Scheduled, Late) first, soonest
+        first, then the latest of the others, up to `limit` in all."""
+        if not self._has("scheduled_runs"):
+            return []
+        only, args = ("", ()) if flow is None else (" AND flow_name = ?", (flow,))
+        with self._lock, self._snapshot():
+            waiting = self._fetch(
+                f"{self._sql.scheduled} WHERE status IN (?, ?){only}"
+                " ORDER BY scheduled_for, id LIMIT ?",
+                (*WAITING, *args, limit),
+            )
+            others = self._fetch(
+                f"{self._sql.scheduled} WHERE status NOT IN (?, ?){only}"
+                " ORDER BY scheduled_for DESC, id DESC LIMIT ?",
+                (*WAITING, *args, limit - len(waiting)),
+            )
+        return [ScheduledRow(*row) for row in (*waiting, *others)]
+
+    def workers(self) -> list[WorkerRow]:
+        """Return every worker that has run on the database, latest heartbeat first."""
+        if not self._has("workers"):
+            return []
+        with self._lock:
+            fetched = self._fetch(
+                "SELECT w.name, w.pid, w.started_at, w.heartbeat_at, w.stopped_at,"
+                " w.concurrency, (SELECT COUNT(*) FROM scheduled_runs s"
+                " WHERE s.status = 'Running' AND s.claimed_by = w.name)"
+                " FROM workers w ORDER BY w.heartbeat_at DESC, w.name"
+            )
+        return [WorkerRow(*row) for row in fetched]
+
+    # Connection --------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if not path.is_file():
+            raise ModelError(
+                f"No database at {str(path)!r}; run a flow first, or pass --db"
+            )
+        if path.stat().st_size == 0:
+            raise ModelError(f"{str(path)!r} is empty, not a durable database")
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise ModelError(f"Cannot open database {str(path)!r}: {exc}") from exc
+        return conn
+
+    def _check(self) -> int:
+        try:
+            self._fetch(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._fetch("PRAGMA query_only=ON")
+            self._fetch("PRAGMA trusted_schema=OFF")
+            app_id = self._fetch("PRAGMA application_id")[0][0]
+            version = int(self._fetch("PRAGMA user_version")[0][0])
+        except ModelError as exc:
+            if isinstance(exc.__cause__, sqlite3.OperationalError):
+                raise  # locked or unreachable: says so already
+            raise ModelError(
+                f"{str(self.path)!r} is not a durable database ({exc.__cause__})"
+            ) from exc.__cause__
+        if app_id != APPLICATION_ID or version < 1:
+            raise ModelError(
+                f"{str(self.path)!r} is not a durable database; point --db or "
+                "DURABLE_DB at the file durable writes"
+            )
+        if version > SCHEMA_VERSION:
+            raise ModelError(
+                f"Database {str(self.path)!r} has schema version {version}, newer than "
+                f"this durable reads (up to {SCHEMA_VERSION}); upgrade durable"
+            )
+        return version
+
+    def _read_columns(self) -> dict[str, set[str]]:
+        columns: defaultdict[str, set[str]] = defaultdict(set)
+        for table, column in self._fetch(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p"
+            " WHERE m.type = 'table'"
+        ):
+            columns[table].add(column)
+        return dict(columns)
+
+    def _has(self, table: str, column: str | None = None) -> bool:
+        found = self._columns.get(table)
+        return found is not None and (column is None or column in found)
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        if self._conn is None:
+            raise ModelError(f"The read model of {str(self.path)!r} is closed")
+        self.queries += 1
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise ModelError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        # The statements of one call read one snapshot; COMMIT ends it, so no read
+        # transaction outlives the call (a WAL checkpoint can always proceed).
+        self._fetch("BEGIN")
+        try:
+            yield
+        finally:
+            if self._conn is not None and self._conn.in_transaction:
+                self._fetch("COMMIT")
+
+    def _text_matches(self, text: str | None) -> list[TextMatch]:
+        """How each bare word of a filter is best looked for (see `TextMatch`)."""
+        words = (text or "").split()
+        if not words:
+            return []
+        names = [name for (name,) in self._fetch("SELECT DISTINCT name FROM flows")]
+        matches = []
+        for word in words:
+            found = tuple(n for n in names if word.casefold() in n.casefold())
+            runs = 0
+            if found and len(found) < len(names) and len(found) <= CHUNK:
+                marks = ", ".join("?" * len(found))
+                runs = self._fetch(
+                    f"SELECT COUNT(*) FROM flow_runs WHERE flow_name IN ({marks})",
+                    found,
+                )[0][0]
+            matches.append(TextMatch(word, found, len(found) == len(names), runs))
+        return matches
+
+    def _task_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        for start in range(0, len(run_ids), CHUNK):
+            chunk = run_ids[start : start + CHUNK]
+            for run_id, state, count in self._fetch(
+                "SELECT flow_run_id, state, COUNT(*) FROM task_runs WHERE flow_run_id"
+                f" IN ({', '.join('?' * len(chunk))}) GROUP BY flow_run_id, state",
+                chunk,
+            ):
+                counts[run_id][state] = count
+        return counts
