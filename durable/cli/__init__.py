@@ -8,7 +8,7 @@ unusable, 5 the database comes from a newer durable, 130 interrupted (the run is
 
 from __future__ import annotations
 
-from durable.cli import operations, reading, registry, running, worker
+from durable.cli import operations, reading, registry, running, tui, worker
 from durable.cli.base import cli, main
 from durable.cli.loading import load_flow, load_flows
 
@@ -21,5 +21,6 @@ __all__ = [
     "reading",
     "registry",
     "running",
+    "tui",
     "worker",
 ]

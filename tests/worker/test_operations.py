@@ -20,7 +20,7 @@ import pendulum
 import pytest
 
 from durable import Flow, Parameter, context, task, triggers
-from durable.cli.operations import UNFINISHED
+from durable.control import UNFINISHED
 from durable.engine import flow_runner
 from durable.engine.cancel import CancelWatch
 from durable.engine.flow_runner import new_run_id, run_flow_async

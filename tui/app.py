@@ -1,0 +1,225 @@
+"""`durable tui`: flows, runs, task runs, logs, schedules and workers, live, from the
+terminal. Keyboard first (k9s/lazygit style), read-only unless an action is confirmed.
+
+The app reads through one `ReadModel` (a read-only SQLite connection, guarded by a lock,
+used from poll workers) and acts through `durable.control`, the API the CLI uses, on a
+store it opens for the action alone. It never writes state rows itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from durable import control
+from durable.errors import DurableError
+from durable.store import Store
+from durable.store.browse import ReadModel
+from durable.store.control import CancelOutcome
+from durable.timesource import SYSTEM_TIME
+from tui.screens import (
+    FlowsScreen,
+    PollingScreen,
+    RunsScreen,
+    SchedulesScreen,
+    WorkersScreen,
+)
+from tui.widgets import ConfirmModal
+
+T = TypeVar("T")
+
+
+class DurableApp(App[None]):
+    """The terminal UI on one durable database."""
+
+    TITLE = "durable"
+    CSS = """
+    #status, #header { height: auto; padding: 0 1; color: $text-muted; }
+    #neighbours { height: 1; padding: 0 1; }
+    .hidden { display: none; }
+    VimTable { height: 1fr; }
+    """
+    MODES = {
+        "flows": FlowsScreen,
+        "runs": RunsScreen,
+        "schedules": SchedulesScreen,
+        "workers": WorkersScreen,
+    }
+    DEFAULT_MODE = "runs"
+    BINDINGS = [
+        Binding("1", "area('flows')", "Flows", show=False, id="area.flows"),
+        Binding("2", "area('runs')", "Runs", show=False, id="area.runs"),
+        Binding("3", "area('schedules')", "Schedules", show=False, id="area.schedules"),
+        Binding("4", "area('workers')", "Workers", show=False, id="area.workers"),
+        Binding("p", "toggle_live", "Pause live", id="live.pause"),
+        Binding("ctrl+r", "refresh_now", "Refresh", id="live.refresh"),
+        Binding("question_mark", "help", "Keys", id="app.help"),
+        Binding("q", "back_or_quit", "Back/Quit", id="nav.back_or_quit"),
+    ]
+
+    def __init__(
+        self, db: str | Path, *, read_only: bool = False, refresh: float = 2.0,
+        clock: Callable[[], float] = SYSTEM_TIME.timestamp,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.db = Path(db)
+        self.read_only = read_only
+        """Hide and refuse every action that changes something."""
+        self.refresh_every = refresh
+        """Seconds between two polls of the active screen."""
+        self.clock = clock
+        """The time source for durations and ages (fixed in tests)."""
+        self.live = True
+        self.model = ReadModel(self.db)
+        self._lock = threading.Lock()
+        self._error: str | None = None
+
+    def read(self, query: Callable[[ReadModel], T]) -> T:
+        """Run a read on the model (any thread; one at a time)."""
+        with self._lock:
+            return query(self.model)
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.db)
+        self.set_interval(1.0, self._tick)
+
+    def on_unmount(self) -> None:
+        with self._lock:
+            self.model.close()
+
+    def _tick(self) -> None:
+        screen = self.screen
+        tick = getattr(screen, "tick", None)
+        if self.live and callable(tick):
+            tick()
+
+    # Header badges -------------------------------------------------------------------
+    def db_error(self, exc: Exception) -> None:
+        """Show that the database cannot be read now (the app stays up, retrying)."""
+        self._error = f"DB error (retrying): {exc}"
+        self._badge()
+
+    def db_ok(self) -> None:
+        if self._error is not None:
+            self._error = None
+            self._badge()
+
+    def _badge(self) -> None:
+        parts = [str(self.db)]
+        if not self.live:
+            parts.append("⏸ PAUSED")
+        if self.read_only:
+            parts.append("read-only")
+        if self._error:
+            parts.append(self._error)
+        self.sub_title = " · ".join(parts)
+
+    # Global actions --------------------------------------------------------------------
+    async def action_area(self, mode: str) -> None:
+        await self.switch_mode(mode)
+
+    def action_toggle_live(self) -> None:
+        self.live = not self.live
+        self._badge()
+
+    def action_refresh_now(self) -> None:
+        if isinstance(self.screen, PollingScreen):
+            self.screen.refresh_now()
+
+    def action_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_back_or_quit(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        else:
+            self.exit()
+
+    # Actions through the control API ---------------------------------------------------
+    def confirm_cancel(self, run_id: str, flow_name: str, state: str) -> None:
+        """Ask, then cancel a run (X)."""
+        if self.read_only:
+            return
+        effect = ("It is cancelled at once if nothing runs it; a running run stops at "
+                  "its next task boundary and ends Cancelled.")  # fmt: skip
+        target = f"{run_id} · {flow_name} · {state}"
+        modal = ConfirmModal(f"Cancel run {run_id}?", [target], effect)
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self._act(lambda store: control.cancel(store, run_id), _cancelled)
+
+        self.push_screen(modal, done)
+
+    def confirm_trigger(self, flow_name: str) -> None:
+        """Ask, then run a flow now with its default parameters (t)."""
+        if self.read_only:
+            return
+        modal = ConfirmModal(f"Run flow {flow_name} now?", [flow_name],
+                             "A run with the default parameters is recorded; a worker "
+                             "starts it.")  # fmt: skip
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self._act(lambda store: control.trigger(store, flow_name, {}),
+                          lambda t: f"run {t.run.id} created" + (
+                              "" if t.served else " (no worker is running)"))  # fmt: skip
+
+        self.push_screen(modal, done)
+
+    def confirm_pause(self, flow_name: str, *, pause: bool) -> None:
+        """Ask, then pause or resume a flow's schedule (P)."""
+        if self.read_only:
+            return
+        verb = "Pause" if pause else "Resume"
+        effect = ("Its ticks are recorded as skipped until it is resumed." if pause else
+                  "Ticks missed while paused stay skipped; the next ones run.")  # fmt: skip
+        modal = ConfirmModal(
+            f"{verb} the schedule of {flow_name}?", [flow_name], effect
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            act = control.pause_schedule if pause else control.resume_schedule
+            self._act(lambda store: act(store, flow_name),
+                      lambda _: f"schedule of {flow_name} {verb.lower()}d")  # fmt: skip
+
+        self.push_screen(modal, done)
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _act(
+        self, action: Callable[[Store], Awaitable[T]], describe: Callable[[T], str]
+    ) -> None:
+        async def run() -> T:
+            store = await Store.open(self.db)
+            try:
+                return await action(store)
+            finally:
+                await store.close()
+
+        try:
+            outcome = anyio.run(run)
+        except DurableError as exc:
+            self.notify(str(exc), severity="error", markup=False)  # thread-safe
+            return
+        self.notify(describe(outcome), markup=False)
+
+
+def _cancelled(outcome: Any) -> str:
+    run_id, result = outcome
+    if result.outcome is CancelOutcome.REQUESTED:
+        return f"run {run_id}: asked to stop"
+    if result.outcome is CancelOutcome.CANCELLED:
+        return f"run {run_id} cancelled"
+    return f"run {run_id} has already ended ({result.found})"
