@@ -22,7 +22,6 @@ from textual.widgets import (
     DataTable,
     Footer,
     Input,
-    Log,
     Static,
     TabbedContent,
     TabPane,
@@ -34,7 +33,7 @@ from tui.render.dag import Node, neighbours, render_dag
 from tui.render.gantt import Span, gantt_bar, gantt_ruler
 from tui.render.palette import color_enabled, glyph, state_cell
 from tui.render.timefmt import clock, duration, relative
-from tui.widgets import Cell, VimTable
+from tui.widgets import Cell, FollowLog, VimTable
 
 if TYPE_CHECKING:
     from tui.app import DurableApp
@@ -283,7 +282,7 @@ class RunDetailScreen(PollingScreen):
             with TabPane("Graph", id="graph"):
                 yield VerticalScroll(Static(id="dag"))
             with TabPane("Logs", id="logs"):
-                yield Log(id="log", max_lines=10_000)
+                yield FollowLog(id="log")
             with TabPane("Events", id="events"):
                 yield VimTable([("time", "Time"), ("task", "Task"), ("state", "State"),
                                 ("message", "Message")], id="event-table")  # fmt: skip
@@ -309,7 +308,7 @@ class RunDetailScreen(PollingScreen):
         self.show_detail(detail)
         if logs:
             self._log_after = logs[-1].id
-            self.query_one("#log", Log).write_lines([_log_line(line) for line in logs])
+            self.query_one("#log", FollowLog).append([_log_line(line) for line in logs])
         if finished_now:
             self.notify(f"run {detail.run.id} {glyph(detail.run.state)} {detail.run.state}",
                         markup=False)  # fmt: skip

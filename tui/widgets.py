@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Log, Static
 
 Cell = Text | str
 
@@ -122,3 +122,33 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_cancel_modal(self) -> None:
         self.dismiss(False)
+
+
+class FollowLog(Log):
+    """A log that follows new lines while it is at the bottom, and otherwise keeps its
+    place and counts what arrived: its title reads FOLLOW or PAUSED +N (toolong's way).
+    `G`/end goes back to the bottom and follows again."""
+
+    BINDINGS = [
+        Binding("G", "follow", "Follow", show=False),
+        Binding("end", "follow", "Follow", show=False),
+        Binding("g", "scroll_home", "Top", show=False),
+    ]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(max_lines=10_000, **kwargs)  # type: ignore[arg-type]
+        self.unseen = 0
+        """Lines written while the view was not at the bottom."""
+        self.border_title = "FOLLOW"
+
+    def append(self, lines: Sequence[str]) -> None:
+        """Write lines: scrolled to the end if following, else counted as unseen."""
+        following = self.line_count == 0 or self.is_vertical_scroll_end
+        self.write_lines(lines, scroll_end=following)
+        self.unseen = 0 if following else self.unseen + len(lines)
+        self.border_title = "FOLLOW" if following else f"PAUSED +{self.unseen}"
+
+    def action_follow(self) -> None:
+        self.scroll_end(animate=False)
+        self.unseen = 0
+        self.border_title = "FOLLOW"

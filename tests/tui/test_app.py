@@ -9,6 +9,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from textual.app import App, ComposeResult
 
 from durable import Flow, signals, task
 from durable.engine.flow_runner import run_flow_async
@@ -16,7 +17,7 @@ from durable.store import Store
 from durable.timesource import FakeTime
 from tui.app import DurableApp
 from tui.screens import RunDetailScreen, RunsScreen
-from tui.widgets import ConfirmModal, VimTable
+from tui.widgets import ConfirmModal, FollowLog, VimTable
 
 START = pendulum.datetime(2026, 11, 1, 9, tz="UTC")
 SIZE = (120, 40)
@@ -197,3 +198,33 @@ async def test_read_only_hides_and_refuses_cancel(seeded: Path) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmModal)
         assert app.screen.check_action("cancel_run", ()) is None
+
+
+class LogApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield FollowLog(id="log")
+
+
+async def test_a_log_scrolled_up_keeps_its_place_and_counts_new_lines() -> None:
+    app = LogApp()
+    async with app.run_test(size=SIZE) as pilot:
+        log = app.query_one(FollowLog)
+        log.append([f"line {i}" for i in range(500)])
+        await pilot.pause()
+        assert log.is_vertical_scroll_end
+        assert log.border_title == "FOLLOW"
+        log.scroll_to(y=100, animate=False)
+        await pilot.pause()
+        log.append([f"new {i}" for i in range(10)])
+        await pilot.pause()
+        assert log.scroll_y == 100  # the reader keeps their place
+        assert log.border_title == "PAUSED +10"
+        log.focus()
+        await pilot.press("G")
+        await pilot.pause()
+        assert log.is_vertical_scroll_end
+        assert log.border_title == "FOLLOW"
+        log.append(["one more"])
+        await pilot.pause()
+        assert log.is_vertical_scroll_end
+        assert log.border_title == "FOLLOW"
