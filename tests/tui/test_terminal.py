@@ -28,7 +28,8 @@ def tmux(*args: str) -> str:
 def wait_for_pane(session: str, shows: Callable[[str], bool], what: str) -> str:
     deadline = SYSTEM_TIME.timestamp() + 20
     while True:
-        pane = tmux("capture-pane", "-p", "-t", session)
+        pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              check=False, capture_output=True, text=True).stdout  # fmt: skip
         if shows(pane):
             return pane
         assert SYSTEM_TIME.timestamp() < deadline, f"never showed {what}:\n{pane}"
@@ -43,13 +44,17 @@ def test_the_tui_shows_runs_then_a_runs_tasks_in_tmux(tmp_path: Path) -> None:
     command = f"{sys.executable} -m durable --db {db} tui --read-only"
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
     try:
-        pane = wait_for_pane(session, lambda p: "run3" in p, "the run list")
-        assert all(f"run{i}" in pane for i in range(4))
-        assert "✗ Failed" in pane
+        wait_for_pane(
+            session,
+            lambda p: all(f"run{i}" in p for i in range(4)) and "✗ Failed" in p,
+            "the run list with its four runs, one failed",
+        )
         tmux("send-keys", "-t", session, "j", "Enter")  # run2: the failed one
-        pane = wait_for_pane(session, lambda p: "broken-1" in p, "the run's tasks")
-        assert "extract-1" in pane
-        assert "run run2" in pane
+        wait_for_pane(
+            session,
+            lambda p: all(s in p for s in ("run run2", "extract-1", "broken-1")),
+            "run2's header and its two task runs",
+        )
         tmux("send-keys", "-t", session, "q", "q")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False,
