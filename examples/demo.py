@@ -116,7 +116,7 @@ def summarize(run_id: str) -> None:
     print(f"   durable show {run_id}     task runs, attempts, durations, state history")
     print(f"   durable logs {run_id}     every log line of the run")
     print("   durable runs              all runs in the database")
-    print("   durable tui               browse runs, tasks, logs and the graph live (q quits)")
+    print("   durable tui               browse it all live in the terminal (q quits)")
     print(f"   database: {db}")
 
 
