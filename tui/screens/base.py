@@ -1,0 +1,151 @@
+"""The polling screen every area builds on: it polls only while active, through a
+thread worker that reads only when the database changed (`PRAGMA data_version`), and
+applies immutable snapshots on the UI thread. Everything from the database is text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import (
+    Footer,
+    Static,
+)
+from textual.worker import get_current_worker
+
+from tui.widgets import Cell, VimTable
+
+if TYPE_CHECKING:
+    from tui.app import DurableApp
+
+
+ACTIVE = frozenset({"Pending", "Scheduled", "Running", "Retrying", "Cancelling"})
+MUTATING = frozenset({"cancel_run", "trigger", "pause"})
+"""Actions hidden and refused in --read-only mode."""
+
+
+def plain(value: object) -> Text:
+    """Text that is never read as markup."""
+    return Text("" if value is None else str(value))
+
+
+class Loaded(Message):
+    """A poll's result, posted from the worker thread to the UI thread."""
+
+    def __init__(self, data: Any, *, error: Exception | None = None) -> None:
+        super().__init__()
+        self.data, self.error = data, error
+
+
+class PollingScreen(Screen[None]):
+    """A screen that polls the read model while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self._force = True
+
+    @property
+    def durable(self) -> DurableApp:
+        from tui.app import DurableApp
+
+        assert isinstance(self.app, DurableApp)
+        return self.app
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(self.durable.refresh_every, self.poll)
+        self.poll()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MUTATING and self.durable.read_only:
+            return None  # hidden from the footer, and refused
+        return True
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        self._force = True
+        if self._timer is not None:
+            self._timer.resume()
+        self.poll()
+
+    def refresh_now(self) -> None:
+        """Read again now, even if the database did not change (ctrl+r)."""
+        self._force = True
+        self.poll()
+
+    def poll(self) -> None:
+        if self.durable.live or self._force:
+            force, self._force = self._force, False
+            self._poll(force)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll(self, force: bool) -> None:
+        try:
+            data = self.durable.read(lambda model: self.load(model, force))
+        except Exception as exc:  # noqa: BLE001 (a locked or missing db: show, retry)
+            self.post_message(Loaded(None, error=exc))
+            return
+        if get_current_worker().is_cancelled:
+            self._force = True  # what it read is dropped: the next poll reads again
+            return
+        self.post_message(Loaded(data))
+
+    def load(self, model: Any, force: bool) -> Any:
+        """Read what the screen shows (worker thread); None when nothing changed."""
+        raise NotImplementedError
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.error is not None:
+            self.durable.db_error(message.error)
+            return
+        self.durable.db_ok()
+        if message.data is not None:
+            self.apply(message.data)
+
+    def apply(self, data: Any) -> None:
+        """Show a snapshot (UI thread)."""
+        raise NotImplementedError
+
+
+class TableScreen(PollingScreen):
+    """An area that is one table of what the read model lists."""
+
+    AUTO_FOCUS = "#table"
+    COLUMNS: Sequence[tuple[str, str]] = ()
+    TITLE = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(plain(self.TITLE), id="status")
+        yield VimTable(self.COLUMNS, id="table")
+        yield Footer()
+
+    def rows(self, items: Sequence[Any], now: float) -> list[tuple[str, list[Cell]]]:
+        raise NotImplementedError
+
+    def apply(self, data: Any) -> None:
+        self.items = list(data)
+        table = self.query_one("#table", VimTable)
+        table.show(self.rows(self.items, self.durable.clock()))
+        table.border_title = f"{self.TITLE} · {len(self.items)}"
+
+    def selected(self) -> Any:
+        key = self.query_one("#table", VimTable).selected_key
+        return next((item for item in self.items if self.key_of(item) == key), None)
+
+    def key_of(self, item: Any) -> str:
+        return str(item.name)

@@ -1,0 +1,185 @@
+"""Run detail: a run's tasks with their Gantt bars, its graph, logs and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from durable.store.browse import RunDetail
+from tui.render.dag import Node, neighbours, render_dag
+from tui.render.gantt import Span, gantt_bar, gantt_ruler
+from tui.render.palette import color_enabled, glyph, state_cell
+from tui.render.timefmt import clock, duration, relative
+from tui.screens.base import ACTIVE, PollingScreen, plain
+from tui.screens.runs import TRIGGERS
+from tui.widgets import Cell, FollowLog, VimTable
+
+TASK_COLUMNS = [("state", "St"), ("task", "Task"), ("tries", "Tries"), ("start", "Start"),
+                ("duration", "Dur"), ("upstream", "← Upstream"), ("gantt", "")]  # fmt: skip
+GANTT_WIDTH = 40
+
+
+class RunDetailScreen(PollingScreen):
+    """One run: its tasks with a Gantt column, its graph, its logs and its events."""
+
+    AUTO_FOCUS = "#tasks"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("X", "cancel_run", "Cancel", id="run.cancel"),
+        Binding("l", "tab('logs')", "Logs"),
+        Binding("d", "tab('graph')", "Graph"),
+        Binding("left_square_bracket", "tab_step(-1)", "Prev tab", show=False),
+        Binding("right_square_bracket", "tab_step(1)", "Next tab", show=False),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.detail: RunDetail | None = None
+        self._log_after = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        with TabbedContent(id="tabs", initial="tasks-tab"):
+            with TabPane("Tasks", id="tasks-tab"):
+                yield VimTable(TASK_COLUMNS, id="tasks")
+                yield Static(id="neighbours")
+            with TabPane("Graph", id="graph"):
+                yield VerticalScroll(Static(id="dag"))
+            with TabPane("Logs", id="logs"):
+                yield FollowLog(id="log")
+            with TabPane("Events", id="events"):
+                yield VimTable([("time", "Time"), ("task", "Task"), ("state", "State"),
+                                ("message", "Message")], id="event-table")  # fmt: skip
+        yield Footer()
+
+    def load(self, model: Any, force: bool) -> Any:
+        if not model.changed() and not force:
+            return None
+        detail = model.run(self.run_id)
+        logs = model.logs(self.run_id, after_id=self._log_after)
+        return detail, logs
+
+    def apply(self, data: Any) -> None:
+        detail, logs = data
+        if detail is None:
+            self.query_one("#header", Static).update(plain(f"No run {self.run_id}"))
+            return
+        finished_now = (
+            self.detail is not None and self.detail.run.state in ACTIVE
+            and detail.run.state not in ACTIVE
+        )  # fmt: skip
+        self.detail = detail
+        self.show_detail(detail)
+        if logs:
+            self._log_after = logs[-1].id
+            self.query_one("#log", FollowLog).append([_log_line(line) for line in logs])
+        if finished_now:
+            self.notify(f"run {detail.run.id} {glyph(detail.run.state)} {detail.run.state}",
+                        markup=False)  # fmt: skip
+
+    def show_detail(self, detail: RunDetail) -> None:
+        now, run = self.durable.clock(), detail.run
+        end = run.ended_at if run.ended_at is not None else now
+        header = Text()
+        header.append(f"run {run.id} · {run.flow_name} v{run.flow_version} · ")
+        header.append_text(state_cell(run.state))
+        if run.started_at is not None:
+            header.append(f" · started {clock(run.started_at)} "
+                          f"({relative(run.started_at, now)}) · "
+                          f"{duration(end - run.started_at)}")  # fmt: skip
+        if run.trigger:
+            header.append(f" · {TRIGGERS.get(run.trigger, run.trigger)}")
+        failed = [t.slug for t in detail.tasks if t.state in ("Failed", "TimedOut")]
+        if failed:
+            header.append(f"\n✗ {len(failed)} failed: {', '.join(failed)}")
+        self.query_one("#header", Static).update(header)
+        starts = [t.started_at for t in detail.tasks if t.started_at is not None]
+        window = (min(starts, default=run.started_at or now), end)
+        table = self.query_one("#tasks", VimTable)
+        table.border_title = gantt_ruler(window, GANTT_WIDTH)
+        table.show([(t.task_run_id, _task_cells(t, window, now)) for t in detail.tasks])
+        self._show_graph(detail)
+        self.query_one("#event-table", VimTable).show([
+            (str(e.id), [plain(clock(e.timestamp)), plain(e.task_slug or "(flow run)"),
+                         state_cell(e.name), plain(e.message or "")])
+            for e in detail.events
+        ])  # fmt: skip
+
+    def _show_graph(self, detail: RunDetail) -> None:
+        by_slug: dict[str, str] = {}
+        for task in detail.tasks:
+            if task.map_index < 0:
+                by_slug[task.slug] = task.state
+        selected = self.query_one("#tasks", VimTable).selected_key
+        current = next(
+            (t.slug for t in detail.tasks if t.task_run_id == selected), None
+        )
+        nodes = [Node(slug, slug, state) for slug, state in by_slug.items()]
+        lines = render_dag(nodes, list(detail.edges), selected=current,
+                           color=color_enabled())  # fmt: skip
+        self.query_one("#dag", Static).update(Text("\n").join(lines) if lines else
+                                              plain("(no graph stored for this run)"))  # fmt: skip
+        if current is not None:
+            up, down = neighbours(list(detail.edges), current)
+            self.query_one("#neighbours", Static).update(plain(
+                f"{current} · ▲ upstream: {', '.join(up) or '—'}  "
+                f"▼ downstream: {', '.join(down) or '—'}"))  # fmt: skip
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.detail is not None and event.data_table.id == "tasks":
+            self._show_graph(self.detail)
+
+    def tick(self) -> None:
+        if self.detail is not None and self.detail.run.state in ACTIVE:
+            self.show_detail(self.detail)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_tab_step(self, step: int) -> None:
+        tabs = ["tasks-tab", "graph", "logs", "events"]
+        content = self.query_one("#tabs", TabbedContent)
+        content.active = tabs[(tabs.index(content.active) + step) % len(tabs)]
+
+    def action_cancel_run(self) -> None:
+        if self.detail is not None:
+            run = self.detail.run
+            self.durable.confirm_cancel(run.id, run.flow_name, run.state)
+
+
+def _task_cells(task: Any, window: tuple[float, float], now: float) -> list[Cell]:
+    end = task.ended_at if task.ended_at is not None else now
+    took = duration(end - task.started_at) if task.started_at is not None else "—"
+    name = task.slug if task.map_index < 0 else f"{task.slug}[{task.map_index}]"
+    spans = [Span(s.start, s.end, s.state) for s in task.spans]
+    return [
+        state_cell(task.state, word=False), plain(name), plain(task.attempts),
+        plain(clock(task.started_at)), plain(took),
+        plain(", ".join(task.upstream) or "—"),
+        gantt_bar(spans, window, GANTT_WIDTH, now=now, color=color_enabled()),
+    ]  # fmt: skip
+
+
+def _log_line(line: Any) -> str:
+    where = line.task_slug or "flow"
+    if line.task_slug and line.map_index >= 0:
+        where += f"[{line.map_index}]"
+    level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
+        line.level, str(line.level)
+    )
+    return f"{clock(line.timestamp)} {where} {level} {line.message}"
