@@ -117,6 +117,21 @@ def print_workers(workers: Sequence[tuple[WorkerRecord, str]]) -> None:
     _console().print(table)
 
 
+def print_actions(actions: Sequence[Any]) -> None:
+    """Print the audit log (`ActionRecord`s), oldest first."""
+    if not actions:
+        _console().print("No action has been taken on this database yet")
+        return
+    table = Table("When", "Who", "Action", "Target", "Outcome", box=None)
+    for action in actions:
+        outcome = plain(action.outcome)
+        if not action.ok:
+            outcome = Text("refused: ", style="red") + outcome
+        table.add_row(when(action.at), plain(action.actor), plain(action.verb),
+                      plain(action.target), outcome)  # fmt: skip
+    _console().print(table)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowLine:
     """One row of `durable flows`: a flow and when its schedule next starts a run."""

@@ -260,3 +260,15 @@ def _worker_status(pid: int, token: str, stopped_at: float | None) -> str:
         return "stopped"
     alive = liveness(pid, token)
     return {Liveness.ALIVE: "running", Liveness.DEAD: "dead"}.get(alive, "unknown")
+
+
+# the audit log ---------------------------------------------------------------------------
+@cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True)
+@pass_settings
+def actions(settings: Settings, limit: int) -> None:
+    """List the actions taken (trigger, cancel, restart, approve, pause...): who, when,
+    on what, and how each ended; the newest last."""
+    found = with_store(settings, lambda store: store.list_actions(limit))
+    with reported(settings):
+        views.print_actions(found[::-1])

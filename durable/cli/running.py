@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,14 +20,10 @@ from durable.cli.base import (
 )
 from durable.cli.loading import load_flow, parse_params
 from durable.core.flow import Flow
-from durable.store import Store
 from durable.store.connection import Durability
 from durable.store.records import (
     FlowRunRecord,
-    TaskRunRecord,
-    Transition,
 )
-from durable.timesource import SYSTEM_TIME
 
 
 def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) -> Any:
@@ -105,54 +100,34 @@ def resume(settings: Settings, run_id: str, file: str | None,
 @click.argument("run_id", metavar="RUN")
 @click.argument("task_ref", metavar="TASK")
 @click.option("--file", "file", metavar="PATH", help="The flow's file, if it moved.")
+@click.option("--queue", is_flag=True,
+              help="Let a worker continue the run instead of continuing it here.")  # fmt: skip
 @pass_settings
-def approve(settings: Settings, run_id: str, task_ref: str, file: str | None) -> None:
+def approve(
+    settings: Settings, run_id: str, task_ref: str, file: str | None, queue: bool
+) -> None:
     """Approve a paused task run (TASK: its slug, or SLUG[i] for a mapped child), then
     continue the run."""
+    from durable import control
+
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
-
-    async def approve_in(store: Store) -> None:
-        paused = await _paused_task_run(store, record, task_ref)
-        message = f"Approved by {_user()}."
-        store.record_task_state(
-            record.id, paused.id, Transition("Resume", message, SYSTEM_TIME.timestamp(),
-                                             None, False),
-            attempts=paused.attempts,
-        )  # fmt: skip
-        await store.flush()
-
-    with_store(settings, approve_in, writable=True)
+    if queue:
+        queued = with_store(
+            settings, lambda s: control.approve(s, record.id, task_ref), writable=True
+        )
+        _queued(f"Approved {task_ref} of run {record.id}", queued.served)
+        return
+    with_store(settings, lambda s: control.record_approval(s, record.id, task_ref),
+               writable=True)  # fmt: skip
     click.echo(f"Approved {task_ref} of run {record.id}; continuing the run", err=True)
     continue_run(settings, record, file, allow_flow_changes=False)
 
 
-async def _paused_task_run(store: Store, run: FlowRunRecord, ref: str) -> TaskRunRecord:
-    slug, _, rest = ref.partition("[")
-    index = int(rest.rstrip("]")) if rest.rstrip("]").isdigit() else -1
-    task_runs = await store.list_task_runs(run.id)
-    found = [t for t in task_runs if t.task_slug == slug and t.map_index == index]
-    if not found:
-        found = [t for t in task_runs if t.task_name == ref and t.state == "Paused"]
-    paused = [t for t in task_runs if t.state == "Paused"]
-    names = ", ".join(_ref(t) for t in paused) or "none"
-    if len(found) != 1:
-        fail(f"Run {run.id!r} has no single task run {ref!r}; paused ones: {names}")
-    if found[0].state != "Paused":
-        fail(f"Task run {ref!r} of run {run.id!r} is {found[0].state}, not Paused; "
-             f"paused ones: {names}")  # fmt: skip
-    return found[0]
-
-
-def _ref(task_run: TaskRunRecord) -> str:
-    index = task_run.map_index
-    return task_run.task_slug if index < 0 else f"{task_run.task_slug}[{index}]"
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid
-        return "an unnamed user"
+def _queued(what: str, served: bool) -> None:
+    click.echo(f"{what}; queued for a worker", err=True)
+    if not served:
+        click.echo("No worker is running on this database: start one with: durable "
+                   "worker", err=True)  # fmt: skip
 
 
 def continue_run(
@@ -161,7 +136,7 @@ def continue_run(
     file: str | None,
     allow_flow_changes: bool,
     *,
-    restart: bool = False,
+    restart: bool | list[str] = False,
 ) -> NoReturn:
     """Load the run's flow (from its recorded file, or `file`) and drive the run on."""
     source = file or record.source_path
@@ -181,8 +156,47 @@ def continue_run(
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--file", "file", metavar="PATH", help="The flow's file, if it moved.")
+@click.option("--from", "from_tasks", metavar="TASK", multiple=True,
+              help="Restart from this task (a slug; repeatable) and everything downstream "
+                   "of it, instead of from the failed ones.")  # fmt: skip
+@click.option("--dry-run", is_flag=True,
+              help="Only list the task runs that would run again and those reused.")  # fmt: skip
+@click.option("--queue", is_flag=True,
+              help="Let a worker run the restart instead of running it here.")  # fmt: skip
 @pass_settings
-def restart(settings: Settings, run_id: str, file: str | None) -> None:
-    """Run a run's failed task runs, and everything downstream of them, again."""
+def restart(
+    settings: Settings, run_id: str, file: str | None, from_tasks: tuple[str, ...],
+    dry_run: bool, queue: bool,
+) -> None:  # fmt: skip
+    """Run a run's failed task runs, and everything downstream of them, again
+    (successes are reused)."""
+    from durable import control
+
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
-    continue_run(settings, record, file, allow_flow_changes=False, restart=True)
+    start: list[str] | None = None
+    if from_tasks:
+        task_runs = with_store(settings, lambda s: s.list_task_runs(record.id))
+        with reported(settings):
+            start = control.task_slugs(record.id, task_runs, from_tasks)
+    if dry_run:
+        plan = with_store(settings, lambda s: control.plan_restart(s, record.id, start))
+        for item in plan.reset:
+            click.echo(
+                f"run again  {control.task_ref(item.slug, item.map_index)}  {item.state}  ({item.reason})"
+            )
+        for item in plan.reused:
+            click.echo(
+                f"reuse      {control.task_ref(item.slug, item.map_index)}  {item.state}"
+            )
+        click.echo(f"{len(plan.reset)} task runs would run again, {len(plan.reused)} "
+                   "reused", err=True)  # fmt: skip
+        return
+    if queue:
+        queued = with_store(
+            settings, lambda s: control.restart(s, record.id, from_tasks=start),
+            writable=True,
+        )  # fmt: skip
+        _queued(f"Restart of run {record.id}", queued.served)
+        return
+    restart_from: bool | list[str] = start or True
+    continue_run(settings, record, file, allow_flow_changes=False, restart=restart_from)

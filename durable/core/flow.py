@@ -10,7 +10,7 @@ import copy as copying
 import itertools
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, KeysView, Mapping
+from collections.abc import Callable, Collection, Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -388,7 +388,7 @@ class Flow:
         allow_flow_changes: bool = False,
         run_on_schedule: bool | None = None,
         durability: Literal["full", "normal"] = "full",
-        restart: bool = False,
+        restart: bool | str | Collection[str] = False,
         **kwargs: Any,
     ) -> State:
         """Run the flow (or resume run `run_id`) and return its final state.
@@ -399,7 +399,8 @@ class Flow:
         A flow with a schedule blocks and runs once per schedule event (each a new run,
         its clock's `parameter_defaults` over these parameters) and returns the last
         run's state; `run_on_schedule=False` runs it once, now. `restart=True` (with
-        `run_id`) runs the run's failed task runs, and everything downstream of them, again.
+        `run_id`) runs the run's failed task runs, and everything downstream of them, again;
+        `restart=["slug"]` runs those tasks and everything downstream of them again.
         `durability="normal"` trades safety on power loss for speed.
         """
         if active_flow() is self:

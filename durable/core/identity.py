@@ -63,6 +63,25 @@ def shape(flow: Flow) -> str:
     return json.dumps({"tasks": tasks, "edges": edges}, separators=(",", ":"))
 
 
+def parameters_of(flow: Flow) -> str:
+    """Return the flow's parameters as JSON, for readers that must not unpickle it.
+
+    `[{"name", "default", "required"}, ...]` sorted by name; a default is JSON text,
+    or None when the parameter has none or its default is not JSON (then the run
+    still gets it: a trigger that leaves the parameter out uses the default).
+    """
+    out = []
+    for parameter in sorted(flow.parameters(), key=lambda p: p.name):
+        try:
+            default = None if parameter.required else json.dumps(parameter.default)
+        except (TypeError, ValueError):
+            default = None
+        out.append(
+            {"name": parameter.name, "default": default, "required": parameter.required}
+        )
+    return json.dumps(out, separators=(",", ":"))
+
+
 def defined_at(flow: Flow) -> tuple[str | None, str | None]:
     """Return the file and module that called `Flow(...)`, skipping subclass inits.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
@@ -71,11 +71,18 @@ class FlowRunner:
     def __init__(
         self, flow: Flow, store: Store, *, executor: Executor | None = None,
         time: TimeSource = SYSTEM_TIME, allow_flow_changes: bool = False,
-        scheduled_start_time: DateTime | None = None, restart: bool = False,
+        scheduled_start_time: DateTime | None = None,
+        restart: bool | str | Collection[str] = False,
     ) -> None:  # fmt: skip
         self.flow, self.store, self.time = flow, store, time
-        self.restart = restart
-        """Whether to run failed task runs (and what depends on them) again."""
+        self.restart = bool(restart)
+        """Whether to run failed task runs (or `restart_from`) and what depends on them
+        again."""
+        self.restart_from: Collection[str] | None = (
+            None if isinstance(restart, bool) else
+            {restart} if isinstance(restart, str) else set(restart)
+        )  # fmt: skip
+        """The task slugs a restart starts from (None: the failed ones)."""
         self.scheduled_start_time = scheduled_start_time
         """When the run was scheduled to start (a schedule's event), if it was."""
         self.executor: Executor = executor or flow.executor or LocalExecutor()
@@ -136,7 +143,10 @@ class FlowRunner:
         if record is not None:
             plan = await self._loader.load(record, parameters)
             if self.restart:
-                count = self._loader.restart(plan)
+                count = self._loader.restart(plan, self.restart_from)
+                # A restart a worker was asked for is done once these resets are:
+                # ordered commits keep the request until they are durable.
+                self.store.consume_rerun(plan.run_id)
                 logger.info("Restarting flow run %r: %d task runs will run again",
                             plan.run_id, count)  # fmt: skip
             return plan
@@ -477,12 +487,13 @@ async def run_flow_async(
     durability: Durability = "full",
     time: TimeSource = SYSTEM_TIME,
     scheduled_start_time: DateTime | None = None,
-    restart: bool = False,
+    restart: bool | str | Collection[str] = False,
 ) -> State:
     """Run (or resume, or restart) `flow` on the async engine; return its final state.
 
     `restart=True` resumes run `run_id` and also runs its failed task runs (and every task
-    downstream of them) again.
+    downstream of them) again; `restart=["slug", ...]` runs those tasks and everything
+    downstream of them again instead (see `durable.restarts`).
 
     Pass `store` to use an open store (it stays open), or `db` for a database path
     (default: `$DURABLE_DB`, else `$DURABLE_HOME/durable.db`).

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from durable.core.flow import Flow
-from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
+from durable.engine.plan import RunPlan, TaskRunPlan, is_final
 from durable.errors import ConfigurationError, FlowChangedError, ParameterError
+from durable.restarts import plan_restart
 from durable.states import (
     STATE_TYPES,
     Finished,
@@ -38,8 +39,6 @@ KEPT_STATES = frozenset(
 )
 """Stored states a resumed task run keeps (the others were cut short and run again)."""
 _MISSING = object()
-RESTARTABLE = frozenset({"Failed", "TimedOut", "TriggerFailed", "Cancelled"})
-"""States a restart runs again (as Prefect 1's "restart from failed")."""
 
 
 class RunLoader:
@@ -144,51 +143,47 @@ class RunLoader:
             ):
                 task.run.state = Pending("Result was not checkpointed; running again.")
 
-    def restart(self, plan: RunPlan) -> int:
-        """Reset failed task runs, and every task downstream of them, to Pending.
+    def restart(self, plan: RunPlan, from_tasks: Collection[str] | None = None) -> int:
+        """Reset what `durable.restarts.plan_restart` plans to Pending: failed task runs
+        (or `from_tasks`) and every task downstream of them.
 
         Successes upstream stay (their results are reused); a mapped task whose children
-        failed runs only those children again. Each reset is recorded as a Pending
-        transition. Returns how many task runs were reset.
+        failed runs only those children again, one downstream of a reset runs all of them.
+        Each reset is recorded as a Pending transition. Returns how many task runs were
+        reset.
         """
-        failed_children = {
-            key for key, r in plan.stored_children.items() if r.state in RESTARTABLE
+        flow = self.flow
+        planned = plan_restart(
+            [_Planned(t.slug, t.task.name, -1, t.run.state.name) for t in plan.tasks.values()]
+            + [_Planned(s, r.task_name, i, r.state) for (s, i), r in plan.stored_children.items()],
+            [(flow.slugs[e.upstream], flow.slugs[e.downstream]) for e in flow.edges],
+            from_tasks=from_tasks,
+        )  # fmt: skip
+        by_slug = {t.slug: t for t in plan.tasks.values()}
+        whole = {
+            s for s in (*planned.downstream, *(from_tasks or ())) if by_slug[s].mapped
         }
-        roots = [
-            t for t in plan.tasks.values()
-            if t.run.state.name in RESTARTABLE
-            or any(key[0] == t.slug for key in failed_children)
-        ]  # fmt: skip
-        reset: list[tuple[str, TaskRunPlan | TaskRunRecord]] = []
-        for task in roots:
-            if task.run.state.name in RESTARTABLE:
-                reset.append((task.slug, task.run))
-        for key in failed_children:
-            plan.restarted_children.add(key)
-            reset.append((key[0], plan.stored_children[key]))
-        downstream = self._downstream(plan, roots)
-        for task in downstream:
-            reset.append((task.slug, task.run))
-            if task.mapped:
-                plan.restarted_maps.add(task.slug)
-                reset += [(s, r) for (s, _), r in plan.stored_children.items()
-                          if s == task.slug]  # fmt: skip
+        plan.restarted_maps |= whole
         now = self.time.timestamp()
-        for _, run in reset:
-            pending = Transition("Pending", "Restarted from failed.", now, None, False)
+        for item in planned.reset:
+            message = "Restarted from failed." if from_tasks is None else "Restarted."
+            pending = Transition("Pending", message, now, None, False)
+            if item.map_index < 0:
+                run: TaskRunPlan | TaskRunRecord = by_slug[item.slug].run
+            else:
+                run = plan.stored_children[(item.slug, item.map_index)]
+                if item.slug not in whole:
+                    plan.restarted_children.add((item.slug, item.map_index))
             task_run_id = run.id if isinstance(run, TaskRunRecord) else run.task_run_id
             self.store.record_task_state(plan.run_id, task_run_id, pending,
                                          attempts=run.attempts)  # fmt: skip
             if isinstance(run, TaskRunPlan):
-                run.state = Pending("Restarted from failed.")
-        return len(reset)
+                run.state = Pending(message)
+        return len(planned.reset)
 
-    def _downstream(self, plan: RunPlan, roots: list[TaskPlan]) -> list[TaskPlan]:
-        found: dict[Any, TaskPlan] = {}
-        stack = [t.task for t in roots]
-        while stack:
-            for task in self.flow.downstream_tasks(stack.pop()):
-                if task not in found:
-                    found[task] = plan.tasks[task]
-                    stack.append(task)
-        return list(found.values())
+
+class _Planned(NamedTuple):
+    slug: str
+    name: str
+    map_index: int
+    state: str

@@ -226,14 +226,16 @@ class Operations(ScheduledRuns):
         """Mark the waiting runs due before `overdue_before` Late (they still run).
 
         Backfilled runs are past by design, never Late: the ones a backfill created
-        (kind backfill) and the Skipped ticks it rescheduled (message 'backfilled').
+        (kind backfill) and the Skipped ticks it rescheduled (message 'backfilled');
+        so are re-runs queued for a worker (requested_at).
         """
         marked: int = await self._write(
             lambda conn: (
                 conn.execute(
                     "UPDATE scheduled_runs SET status = 'Late', message = ?"
                     " WHERE status = 'Scheduled' AND kind != 'backfill'"
-                    " AND message IS NOT 'backfilled' AND scheduled_for < ?",
+                    " AND message IS NOT 'backfilled' AND requested_at IS NULL"
+                    " AND scheduled_for < ?",
                     (f"not started within {grace:g} s of its time", overdue_before),
                 ).rowcount
             )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import cloudpickle
 
-from durable.core.identity import shape
+from durable.core.identity import parameters_of, shape
 from durable.errors import ConfigurationError
 from durable.schedules import (
     CronClock,
@@ -80,6 +80,7 @@ def package_flow(
         registered_at=registered_at,
         catchup=flow.catchup,
         graph=shape(flow),
+        parameters=parameters_of(flow),
     )
 
 

@@ -142,6 +142,8 @@ class NewRegistration:
     """The flow's catchup policy (`Flow(catchup=...)`); None: the worker's default."""
     graph: str | None = None
     """The flow's graph as JSON (`durable.core.identity.shape`), for readers."""
+    parameters: str | None = None
+    """The flow's parameters as JSON (`durable.core.identity.parameters_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +252,9 @@ class ScheduledRunRecord:
     kind: str = "schedule"
     """schedule (a tick), manual (`durable trigger`) or backfill (`durable backfill`)."""
     claimed_at: float | None = None
+    rerun: str | None = None
+    """A queued re-run: `resume`, `restart` or `restart:["slug", ...]` (see
+    `durable.store.reruns`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from durable.store.connection import (
     migrate,
     resolve_db_path,
 )
-from durable.store.control import Operations
 from durable.store.records import (
     CacheEntryRecord,
     FlowRunRecord,
@@ -41,16 +40,18 @@ from durable.store.records import (
     Transition,
 )
 from durable.store.registry import FlowRegistry
+from durable.store.reruns import Reruns
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
 
-class Store(FlowRegistry, Operations):
+class Store(FlowRegistry, Reruns):
     """One durable database: a writer thread for checkpoints, a reader for queries.
 
     Registered flows (`register_flow`, `list_flows`, `load_registered_flow`) come from
     `FlowRegistry`; scheduled runs and the operations on them (trigger, backfill,
-    pause, cancel, workers) from `ScheduledRuns` and `Operations`.
+    pause, cancel, workers) from `ScheduledRuns` and `Operations`; re-runs and the
+    audit log from `Reruns`.
     """
 
     def __init__(

@@ -102,23 +102,27 @@ def register_version(
     # version N + 1; a run's row is never rewritten into a registration (only given its
     # graph if it was stored without one).
     row = conn.execute(
-        "SELECT version, fingerprint, flow_hash, registered_at, id, graph IS NULL"
-        " FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1",
+        "SELECT version, fingerprint, flow_hash, registered_at, id, graph IS NULL,"
+        " parameters IS NULL FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1",
         (new.name,),
     ).fetchone()
     same = row is not None and (row[1], row[2]) == (new.fingerprint, new.flow_hash)
     if same and row[3] is not None:
         if row[5] and new.graph is not None:
             conn.execute("UPDATE flows SET graph = ? WHERE id = ?", (new.graph, row[4]))
+        if row[6] and new.parameters is not None:
+            conn.execute(
+                "UPDATE flows SET parameters = ? WHERE id = ?", (new.parameters, row[4])
+            )
         return RegisteredVersion(new.name, int(row[0]), is_new=False)
     version = 1 if row is None else int(row[0]) + 1
     conn.execute(
         "INSERT INTO flows (name, version, fingerprint, source_path, created_at,"
-        " registered_at, flow_blob, flow_hash, schedule, schedule_text, catchup, graph)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " registered_at, flow_blob, flow_hash, schedule, schedule_text, catchup, graph,"
+        " parameters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (new.name, version, new.fingerprint, new.source_path, new.registered_at,
          new.registered_at, new.flow_blob, new.flow_hash, new.schedule,
-         new.schedule_text, new.catchup, new.graph),
+         new.schedule_text, new.catchup, new.graph, new.parameters),
     )  # fmt: skip
     return RegisteredVersion(new.name, version, is_new=True)
 

@@ -21,21 +21,22 @@ from durable.store.records import (
     ScheduledRunRecord,
     Transition,
 )
-from durable.store.schema import MIGRATIONS, V5, V6
+from durable.store.schema import MIGRATIONS, V5, V6, V7
 from durable.store.writer import CheckpointWriter
 
 SCHEDULED_RUN_COLUMNS = (
     "id, flow_name, flow_version, scheduled_for, parameters, status, message,"
     " created_at, claimed_by, lease_token, lease_expires_at, pid, pid_started,"
-    " launches, crashes, ended_at, kind, claimed_at"
+    " launches, crashes, ended_at, kind, claimed_at, rerun"
 )
 
-SCHEDULING_SCHEMA, OPERATIONS_SCHEMA = (
+SCHEDULING_SCHEMA, OPERATIONS_SCHEMA, RERUNS_SCHEMA = (
     MIGRATIONS.index(V5) + 1,
     MIGRATIONS.index(V6) + 1,
+    MIGRATIONS.index(V7) + 1,
 )
-"""The first schema versions with scheduled runs, and with their kinds (older databases,
-opened read-only and so not migrated, lack them)."""
+"""The first schema versions with scheduled runs, with their kinds, and with re-runs
+(older databases, opened read-only and so not migrated, lack them)."""
 
 _CURSOR_SQL = (
     "SELECT COALESCE((SELECT MAX(scheduled_for) FROM scheduled_runs"
@@ -51,7 +52,7 @@ def _record(row: Any) -> ScheduledRunRecord:
         parameters=bytes(row[4]), status=row[5], message=row[6], created_at=row[7],
         claimed_by=row[8], lease_token=row[9], lease_expires_at=row[10], pid=row[11],
         pid_started=row[12], launches=row[13], crashes=row[14], ended_at=row[15],
-        kind=row[16], claimed_at=row[17],
+        kind=row[16], claimed_at=row[17], rerun=row[18],
     )  # fmt: skip
 
 
@@ -239,7 +240,8 @@ class ScheduledRuns(abc.ABC):
                 lambda conn: (
                     conn.execute(
                         "UPDATE scheduled_runs SET status = 'Finished', message = ?,"
-                        " ended_at = ?, claimed_by = NULL, lease_expires_at = NULL"
+                        " ended_at = ?, claimed_by = NULL, lease_expires_at = NULL,"
+                        " rerun = NULL"
                         " WHERE id = ? AND lease_token = ? AND status = 'Running'",
                         (state, now, run_id, token),
                     ).rowcount
@@ -302,10 +304,14 @@ class ScheduledRuns(abc.ABC):
     async def _columns(self) -> str | None:
         """The scheduled run columns this database has (None: it has no table)."""
         version = await self._schema_version()
-        if version >= OPERATIONS_SCHEMA:
+        if version >= RERUNS_SCHEMA:
             return SCHEDULED_RUN_COLUMNS
+        if version >= OPERATIONS_SCHEMA:
+            return SCHEDULED_RUN_COLUMNS.replace("rerun", "NULL")
         if version >= SCHEDULING_SCHEMA:
-            return SCHEDULED_RUN_COLUMNS.replace("kind, claimed_at", "'schedule', NULL")
+            return SCHEDULED_RUN_COLUMNS.replace(
+                "kind, claimed_at, rerun", "'schedule', NULL, NULL"
+            )
         return None
 
     async def release_claim(self, run_id: str, token: str, *, reason: str) -> bool:

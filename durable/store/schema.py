@@ -206,7 +206,32 @@ ALTER TABLE flows ADD COLUMN graph TEXT;
 CREATE INDEX scheduled_runs_by_time ON scheduled_runs (scheduled_for);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
+V7 = """
+-- Re-runs a worker carries out (the terminal UI's retry from failure and approve): a
+-- scheduled run is queued again with rerun = 'resume' (continue it, e.g. after an
+-- approval) or 'restart' (run its failed task runs and their downstream again), or
+-- 'restart:' and a JSON list of task slugs (restart from those tasks). requested_at is
+-- when it was queued (a queued re-run is never Late: its tick time is long past).
+ALTER TABLE scheduled_runs ADD COLUMN rerun TEXT;
+ALTER TABLE scheduled_runs ADD COLUMN requested_at REAL;
+-- A registered version's parameters as JSON, for readers that must not unpickle the
+-- flow (the TUI's trigger form): a list of {"name", "default" (JSON text or NULL),
+-- "required"}.
+ALTER TABLE flows ADD COLUMN parameters TEXT;
+-- The audit log: every action taken through durable.control (trigger, cancel, restart,
+-- approve, pause), by whom (the OS user), on what, and how it ended.
+CREATE TABLE actions (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    verb    TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    ok      INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
 """Migration i (0-based) takes the schema from version i to version i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import pendulum
@@ -26,6 +26,7 @@ from durable.errors import DurableError, LeaseLostError
 from durable.liveness import process_token
 from durable.store import Store
 from durable.store.records import ScheduledRunRecord
+from durable.store.reruns import RESTART, parse_rerun
 from durable.timesource import SYSTEM_TIME, TimeSource
 
 logger = logging.getLogger(__name__)
@@ -107,12 +108,8 @@ async def run_scheduled(
     tick = await store.find_scheduled_run(run_id)
     if tick is None:
         raise DurableError(f"No scheduled run {run_id!r}; see: durable worker")
-    registered = await store.load_registered_flow(tick.flow_name, tick.flow_version)
-    if registered is None:
-        raise DurableError(
-            f"Flow {tick.flow_name!r} has no registered version {tick.flow_version}; "
-            "register it again"
-        )
+    flow = await _flow_of(store, tick)
+    verb, from_tasks = parse_rerun(tick.rerun)
     if lease_token is not None:
         # The claim names this process from now on, not the worker that launched it:
         # if the worker dies before recording the launch, no other worker mistakes
@@ -128,17 +125,40 @@ async def run_scheduled(
         store.writer.fence = partial(_holds_lease, run_id=run_id, token=lease_token)
     try:
         state = await run_flow_async(
-            registered.flow,
+            flow,
             parameters=pickle.loads(tick.parameters),
             run_id=run_id,
             store=store,
             time=time,
             scheduled_start_time=pendulum.from_timestamp(tick.scheduled_for, tz="UTC"),
+            restart=from_tasks or verb == RESTART,
         )
     finally:
         if lease_token is not None:
             store.writer.fence = None
     return bool(state.is_successful())
+
+
+async def _flow_of(store: Store, tick: ScheduledRunRecord) -> Any:
+    """The flow a scheduled run runs: its registered version, or, for a re-run of a
+    run that `durable run` started (nothing registered), the flow in the run's file."""
+    registered = await store.load_registered_flow(tick.flow_name, tick.flow_version)
+    if registered is not None:
+        return registered.flow
+    record = await store.find_flow_run(tick.id) if tick.rerun else None
+    if record is None:
+        raise DurableError(
+            f"Flow {tick.flow_name!r} has no registered version {tick.flow_version}; "
+            "register it again"
+        )
+    if record.source_path is None or not await anyio.Path(record.source_path).is_file():
+        raise DurableError(
+            f"Run {tick.id!r} was started from a flow file that is gone "
+            f"({record.source_path!r}); run it with: durable restart {tick.id} --file PATH"
+        )
+    from durable.cli.loading import load_flow  # exits with a message if it fails
+
+    return load_flow(record.source_path, tick.flow_name)
 
 
 def run_in_this_process(db: str, run_id: str, lease_token: str | None) -> int:

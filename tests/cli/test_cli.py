@@ -767,3 +767,47 @@ def test_restart_reruns_the_failed_task_and_keeps_the_successes(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert ran(tmp_path) == Counter({"extract": 1, "transform": 2})
     assert rows(db, "SELECT state FROM flow_runs") == [("Success",)]
+
+
+def test_restart_dry_run_lists_what_runs_again_and_writes_nothing(tmp_path: Path) -> None:
+    db, flow = tmp_path / "x.db", write_flow(tmp_path, BROKEN_UNTIL_FIXED)
+    (tmp_path / "broken").touch()
+    assert durable("--db", db, "run", flow, "--run-id", "r1").exit_code == 1
+    before = rows(db, "SELECT COUNT(*) FROM states")
+
+    result = durable("--db", db, "restart", "r1", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "run again  transform-1  Failed  (Failed)" in result.output
+    assert "reuse      extract-1  Success" in result.output
+    assert "1 task runs would run again, 1 reused" in result.output
+    assert rows(db, "SELECT COUNT(*) FROM states") == before
+    result = durable("--db", db, "restart", "r1", "--from", "extract", "--dry-run")
+    assert "run again  transform-1  Failed  (downstream of extract-1)" in result.output
+    result = durable("--db", db, "restart", "r1", "--from", "nope", "--dry-run")
+    assert result.exit_code == 2
+    assert "Run 'r1' has no task 'nope'; its tasks are: extract-1, transform-1" in (
+        result.output
+    )
+
+
+def test_restart_queue_leaves_it_to_a_worker_and_is_in_the_audit_log(
+    tmp_path: Path,
+) -> None:
+    db, flow = tmp_path / "x.db", write_flow(tmp_path, BROKEN_UNTIL_FIXED)
+    (tmp_path / "broken").touch()
+    assert durable("--db", db, "run", flow, "--run-id", "r1").exit_code == 1
+
+    result = durable("--db", db, "restart", "r1", "--queue")
+
+    assert result.exit_code == 0, result.output
+    assert "Restart of run r1; queued for a worker" in result.output
+    assert "No worker is running on this database" in result.output
+    assert rows(db, "SELECT status, rerun, kind FROM scheduled_runs") == [
+        ("Scheduled", "restart", "manual")
+    ]
+    assert ran(tmp_path) == Counter({"extract": 1, "transform": 1})  # nothing ran here
+    listed = durable("--db", db, "actions")
+    assert listed.exit_code == 0, listed.output
+    assert "restart" in listed.output
+    assert "queued for a worker" in listed.output

@@ -66,6 +66,21 @@ async def test_failed_tasks_and_their_downstream_run_again(db: Path) -> None:
     assert history(db, "r1", "load-1")[:2] == ["TriggerFailed", "Pending"]
 
 
+async def test_a_restart_from_a_task_reruns_it_and_its_downstream_only(db: Path) -> None:
+    calls: list[str] = []
+    flow, loaded = fragile_chain(calls, set())
+    assert (await run(flow, db, run_id="r1")).is_successful()
+    calls.clear()
+
+    state = await run(flow, db, run_id="r1", restart=["transform-1"])
+
+    assert state.is_successful()
+    assert calls == ["transform", "load", "cleanup"]  # extract's success was reused
+    assert history(db, "r1", "load-1") == [
+        "Running", "Success", "Pending", "Running", "Success",
+    ]  # fmt: skip
+
+
 async def test_a_resume_without_restart_leaves_failures_alone(db: Path) -> None:
     calls: list[str] = []
     flow, _ = fragile_chain(calls, {"transform"})

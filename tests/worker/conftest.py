@@ -18,6 +18,7 @@ from tests.worker import flows, shared
 @pytest.fixture(autouse=True)
 def _reset_calls() -> None:
     shared.CALLS.clear()
+    shared.BROKEN.clear()
 
 
 @pytest.fixture

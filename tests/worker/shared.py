@@ -11,3 +11,6 @@ CALLS: Counter[str] = Counter()
 
 HALT: list[Callable[[], None]] = []
 """Callbacks `halt` calls (then waits forever): a test's way to crash a run mid-flow."""
+
+BROKEN: set[str] = set()
+"""Names of tasks that fail while listed (the re-run tests mend them between runs)."""
