@@ -137,6 +137,11 @@ ENDED = ("Finished", "Skipped", "Cancelled", "Crashed")
 """Statuses a scheduled run does not leave (Scheduled, Late and Running are not)."""
 
 
+async def registered_pids(store: Store) -> set[int]:
+    """The pids of the workers that have registered and not stopped."""
+    return {w.pid for w in await store.list_workers() if w.stopped_at is None}
+
+
 async def drained(store: Store, stop: float) -> bool:
     """Whether every tick up to `stop` is recorded and each of them has ended."""
     runs = await store.list_scheduled_runs()
@@ -207,6 +212,14 @@ def test_four_workers_killed_at_random_run_every_tick_exactly_once(
             lambda: read(db, lambda store: drained(store, stop)),
             timeout=60,
             what=f"every tick up to the stop run (seed {seed})",
+        )
+        # A worker restarted just now may not handle SIGTERM yet (Python's default
+        # ends it, -15): wait until each has registered, which it does once serving.
+        wait_for(
+            lambda: read(db, lambda store: registered_pids(store))
+            >= {p.pid for p in pool.processes},
+            timeout=30,
+            what="every worker registered",
         )
         for process in pool.processes:
             process.terminate()
