@@ -16,10 +16,12 @@ from typing import TypeVar
 from textual.app import App
 from textual.binding import Binding
 
-from durable.store.browse import ReadModel
+from durable.store.browse import ReadModel, RunCounts
 from durable.timesource import SYSTEM_TIME
 from tui.actions import Actions
+from tui.commands import Palette
 from tui.screens import (
+    EventsScreen,
     FlowsScreen,
     PollingScreen,
     RunsScreen,
@@ -30,7 +32,7 @@ from tui.screens import (
 T = TypeVar("T")
 
 
-class DurableApp(Actions, App[None]):
+class DurableApp(Actions, Palette, App[None]):
     """The terminal UI on one durable database."""
 
     TITLE = "durable"
@@ -45,6 +47,7 @@ class DurableApp(Actions, App[None]):
         "runs": RunsScreen,
         "schedules": SchedulesScreen,
         "workers": WorkersScreen,
+        "logs": EventsScreen,
     }
     DEFAULT_MODE = "runs"
     BINDINGS = [
@@ -52,6 +55,7 @@ class DurableApp(Actions, App[None]):
         Binding("2", "area('runs')", "Runs", show=False, id="area.runs"),
         Binding("3", "area('schedules')", "Schedules", show=False, id="area.schedules"),
         Binding("4", "area('workers')", "Workers", show=False, id="area.workers"),
+        Binding("5", "area('logs')", "Logs", show=False, id="area.logs"),
         Binding("p", "toggle_live", "Pause live", id="live.pause"),
         Binding("ctrl+r", "refresh_now", "Refresh", id="live.refresh"),
         Binding("question_mark", "help", "Keys", id="app.help"),
@@ -74,6 +78,10 @@ class DurableApp(Actions, App[None]):
         self.model = ReadModel(self.db)
         self._lock = threading.Lock()
         self._error: str | None = None
+        self.counts: RunCounts | None = None
+        """Runs running now and failed in the last hour, from the latest read."""
+        self.polled_at: float | None = None
+        """When a poll last reached the database (the app's clock)."""
 
     def read(self, query: Callable[[ReadModel], T]) -> T:
         """Run a read on the model (any thread; one at a time)."""
@@ -81,7 +89,7 @@ class DurableApp(Actions, App[None]):
             return query(self.model)
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.db)
+        self._badge()  # a first poll may have been applied already
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
@@ -89,6 +97,8 @@ class DurableApp(Actions, App[None]):
             self.model.close()
 
     def _tick(self) -> None:
+        if self.polled_at is not None:
+            self._badge()  # "last poll Xs ago" (no query)
         screen = self.screen
         tick = getattr(screen, "tick", None)
         if self.live and callable(tick):
@@ -100,10 +110,13 @@ class DurableApp(Actions, App[None]):
         self._error = f"DB error (retrying): {exc}"
         self._badge()
 
-    def db_ok(self) -> None:
-        if self._error is not None:
-            self._error = None
-            self._badge()
+    def db_ok(self, counts: RunCounts | None = None) -> None:
+        """A poll read the database; `counts` are the header's, when it read them."""
+        self._error = None
+        self.polled_at = self.clock()
+        if counts is not None:
+            self.counts = counts
+        self._badge()
 
     def _badge(self) -> None:
         parts = [str(self.db)]
@@ -111,6 +124,12 @@ class DurableApp(Actions, App[None]):
             parts.append("⏸ PAUSED")
         if self.read_only:
             parts.append("read-only")
+        if self.counts is not None:
+            parts.append(f"{self.counts.running} running · "
+                         f"{self.counts.failed} failed(1h)")  # fmt: skip
+        if self.polled_at is not None:
+            ago = max(self.clock() - self.polled_at, 0.0)
+            parts.append(f"last poll {ago:.0f}s ago")
         if self._error:
             parts.append(self._error)
         self.sub_title = " · ".join(parts)

@@ -3,6 +3,7 @@ the confirmation modal every mutating action goes through."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -16,11 +17,14 @@ Cell = Text | str
 
 
 class VimTable(DataTable[Cell]):
-    """A DataTable with j/k/g/G and a `show` that diffs rows by key.
+    """A DataTable with j/k/g/G, sorting, marks, copying, and a `show` that diffs rows
+    by key.
 
     Changed cells are updated in place, so the cursor and the scroll stay where they are;
-    the rows are rebuilt only when the set or the order of keys changes, and then the
-    cursor goes back to the row it was on.
+    rows that only come and go at the end are removed and appended; otherwise the rows
+    are rebuilt. Either way the cursor stays on the row (key) it was on. `s` cycles the
+    sort column and `S` reverses (a header click sorts too): the sort is re-applied on
+    every `show`. `space` marks a row (★), `ctrl+a` marks every row, `y` copies the key.
     """
 
     BINDINGS = [
@@ -30,13 +34,32 @@ class VimTable(DataTable[Cell]):
         Binding("G", "scroll_bottom", "Bottom", show=False),
         Binding("ctrl+d", "page_down", "Page down", show=False),
         Binding("ctrl+u", "page_up", "Page up", show=False),
+        Binding("s", "sort_next", "Sort column", show=False),
+        Binding("S", "sort_reverse", "Reverse sort", show=False),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("ctrl+a", "mark_all", "Mark all", show=False),
+        Binding("ctrl+backslash", "clear_marks", "Clear marks", show=False),
+        Binding("y", "copy_key", "Copy id", show=False),
     ]
+    MARK = Text("★ ", style="bold yellow")
+    """Shown before the first cell of a marked row."""
 
-    def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: object) -> None:
+    def __init__(
+        self, columns: Sequence[tuple[str, str]], *, follow: bool = False,
+        **kwargs: object,
+    ) -> None:  # fmt: skip
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._columns = columns
+        self._given: list[tuple[str, tuple[Cell, ...]]] = []
         self._rows: dict[str, tuple[Cell, ...]] = {}
         self._order: list[str] = []
+        self.sort_column: int | None = None
+        """The column index rows are sorted by; None: the order `show` was given."""
+        self.sort_reverse = False
+        self.marked_keys: set[str] = set()
+        """The keys of the marked rows (only rows shown: a row that goes loses its mark)."""
+        self.follow = follow
+        """Keep the cursor on the last row while it is there (a tail)."""
 
     def on_mount(self) -> None:
         for key, label in self._columns:
@@ -54,26 +77,143 @@ class VimTable(DataTable[Cell]):
         return self._order[self.cursor_row]
 
     def show(self, rows: Sequence[tuple[str, Sequence[Cell]]]) -> None:
-        """Display `rows` (key, cells) in this order, touching only what changed."""
-        order = [key for key, _ in rows]
-        if order != self._order:
-            selected = self.selected_key
+        """Display `rows` (key, cells) in this order (or sorted), touching only what
+        changed."""
+        self._given = [(key, tuple(cells)) for key, cells in rows]
+        self._refill()
+
+    def _refill(self) -> None:
+        rows = self._sorted(self._given)
+        self.marked_keys &= {key for key, _ in rows}
+        shown = {key: self._marked(key, cells) for key, cells in rows}
+        order = list(shown)
+        selected = self.selected_key
+        at_end = self.follow and (not self._order or selected == self._order[-1])
+        if order == self._order:
+            self._update(shown)
+        elif self._appends(order, shown):
+            pass
+        else:
             self.clear()
-            for key, cells in rows:
-                self.add_row(*cells, key=key)
-            self._rows = {key: tuple(cells) for key, cells in rows}
-            self._order = order
-            if selected in self._rows:
-                self.move_cursor(row=order.index(selected), scroll=False)
-            return
-        for key, cells in rows:
+            for key in order:
+                self.add_row(*shown[key], key=key)
+            self._rows, self._order = shown, order
+        if at_end and order:
+            self.move_cursor(row=len(order) - 1)
+        elif selected in shown and self.cursor_row != order.index(selected):
+            self.move_cursor(row=self.get_row_index(selected))
+
+    def _update(self, shown: dict[str, tuple[Cell, ...]]) -> None:
+        for key, cells in shown.items():
             old = self._rows[key]
             for (column, _), before, after in zip(
                 self._columns, old, cells, strict=True
             ):
                 if before != after:
                     self.update_cell(key, column, after)
-            self._rows[key] = tuple(cells)
+            self._rows[key] = cells
+
+    def _appends(self, order: list[str], shown: dict[str, tuple[Cell, ...]]) -> bool:
+        """Remove the rows that went and append the new ones, if that gives `order`
+        (a tail that drops its oldest rows); False, and nothing done, otherwise."""
+        kept = [key for key in self._order if key in shown]
+        if order[: len(kept)] != kept or len(kept) < len(self._order) // 2:
+            return False
+        for key in self._order:
+            if key not in shown:
+                self.remove_row(key)
+                del self._rows[key]
+        self._order = kept
+        self._update({key: shown[key] for key in kept})
+        for key in order[len(kept) :]:
+            self.add_row(*shown[key], key=key)
+            self._rows[key] = shown[key]
+        self._order = order
+        return True
+
+    def _marked(self, key: str, cells: tuple[Cell, ...]) -> tuple[Cell, ...]:
+        if key not in self.marked_keys or not cells:
+            return cells
+        first = cells[0] if isinstance(cells[0], Text) else Text(cells[0])
+        return (Text.assemble(self.MARK, first), *cells[1:])
+
+    def _sorted(
+        self, rows: list[tuple[str, tuple[Cell, ...]]]
+    ) -> list[tuple[str, tuple[Cell, ...]]]:
+        column = self.sort_column
+        if column is None:
+            return rows[::-1] if self.sort_reverse else rows
+        return sorted(rows, key=lambda row: _natural(row[1][column]),
+                      reverse=self.sort_reverse)  # fmt: skip
+
+    # Sorting -----------------------------------------------------------------------
+    def action_sort_next(self) -> None:
+        """Sort by the next column (after the last: the order given)."""
+        column = -1 if self.sort_column is None else self.sort_column
+        self.sort_by(None if column + 1 >= len(self._columns) else column + 1)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+
+    def sort_by(self, column: int | None, *, reverse: bool = False) -> None:
+        """Sort the rows by `column` (None: as given), keeping the cursor on its row."""
+        self.sort_column, self.sort_reverse = column, reverse
+        self._refill()
+        if column is None:
+            self.border_subtitle = "reversed" if reverse else ""
+        else:
+            key, label = self._columns[column]
+            self.border_subtitle = f"sort: {label or key} {'▼' if reverse else '▲'}"
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table is self:
+            event.stop()
+            same = event.column_index == self.sort_column
+            self.sort_by(event.column_index, reverse=same and not self.sort_reverse)
+
+    # Marks and copying -------------------------------------------------------------
+    def action_mark(self) -> None:
+        key = self.selected_key
+        if key is not None:
+            self.marked_keys ^= {key}
+            self._remark([key])
+
+    def action_mark_all(self) -> None:
+        """Mark every row shown (unmark them all if they all are marked)."""
+        every = set(self._order)
+        changed = list(every ^ self.marked_keys)
+        self.marked_keys = set() if self.marked_keys == every else every
+        self._remark(changed or list(every))
+
+    def action_clear_marks(self) -> None:
+        changed, self.marked_keys = list(self.marked_keys), set()
+        self._remark(changed)
+
+    def _remark(self, keys: Sequence[str]) -> None:
+        given = dict(self._given)
+        first = self._columns[0][0] if self._columns else None
+        for key in keys:
+            if key in self._rows and first is not None:
+                cells = self._marked(key, given[key])
+                self.update_cell(key, first, cells[0], update_width=True)
+                self._rows[key] = cells
+
+    def action_copy_key(self) -> None:
+        """Copy the selected row's key (a run id, a flow name) to the clipboard."""
+        key = self.selected_key
+        if key is not None:
+            self.app.copy_to_clipboard(key)
+            self.notify(f"copied {key}", markup=False)
+
+
+def _natural(cell: Cell) -> tuple[tuple[int, int, str], ...]:
+    """A sort key that orders numbers by value: `run2` before `run10`, `9s` before `10s`."""
+    text = cell.plain if isinstance(cell, Text) else cell
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+        for part in re.split(r"(\d+)", text.strip())
+        if part
+    )
 
 
 class ConfirmModal(ModalScreen[bool]):

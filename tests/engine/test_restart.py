@@ -66,9 +66,11 @@ async def test_failed_tasks_and_their_downstream_run_again(db: Path) -> None:
     assert history(db, "r1", "load-1")[:2] == ["TriggerFailed", "Pending"]
 
 
-async def test_a_restart_from_a_task_reruns_it_and_its_downstream_only(db: Path) -> None:
+async def test_a_restart_from_a_task_reruns_it_and_its_downstream_only(
+    db: Path,
+) -> None:
     calls: list[str] = []
-    flow, loaded = fragile_chain(calls, set())
+    flow, _ = fragile_chain(calls, set())
     assert (await run(flow, db, run_id="r1")).is_successful()
     calls.clear()
 

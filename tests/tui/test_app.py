@@ -170,7 +170,7 @@ async def test_cancel_asks_first_then_calls_the_control_api_once(
 ) -> None:
     calls: list[str] = []
 
-    async def cancel(store: Store, run_id: str) -> Any:
+    async def cancel(store: Store, run_id: str, *, actor: str) -> Any:
         calls.append(run_id)
         from durable.store.control import CancelOutcome, CancelResult
 
@@ -197,7 +197,8 @@ async def test_read_only_hides_and_refuses_cancel(seeded: Path) -> None:
         await pilot.press("X")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmModal)
-        assert app.screen.check_action("cancel_run", ()) is None
+        assert app.screen.check_action("cancel_run", ()) is False
+        assert "X" not in app.screen.active_bindings
 
 
 class LogApp(App[None]):

@@ -86,7 +86,7 @@ async def test_the_tui_and_a_busy_worker_never_see_a_locked_database(
     errors: list[Exception] = []
     try:
         app = DurableApp(db, refresh=0.2)
-        app.db_error = errors.append  # type: ignore[method-assign]
+        app.db_error = errors.append  # type: ignore[method-assign,assignment]
         async with app.run_test(size=(120, 40)) as pilot:
             deadline = SYSTEM_TIME.timestamp() + seconds
             for key in itertools.cycle(KEYS):

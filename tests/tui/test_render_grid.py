@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from tui.render.grid import GridRun, history_grid
+from tui.render.grid import GridRun, grid_fits, history_grid
 
 TASKS = ["extract", "load", "report"]
 RUNS = [
@@ -86,3 +86,33 @@ def test_empty_and_tiny() -> None:
         "  ▶",
         "… ▶",
     ]
+
+
+def test_grid_fits_says_how_many_runs_are_shown() -> None:
+    task = "a_very_long_task_name_that_goes_on"
+    assert grid_fits([task], len(RUNS), 10) == 3  # as drawn above: r1 did not fit
+    assert grid_fits(TASKS, len(RUNS), 40) == 4
+    assert grid_fits(TASKS, len(RUNS), 0) == 0
+
+
+def test_the_cursor_cell_is_reversed_with_or_without_colour() -> None:
+    for color in (True, False):
+        lines = history_grid(TASKS, RUNS, width=40, color=color, cursor=(3, 1))
+        reversed_ = [
+            (line.plain[s.start : s.end], i)
+            for i, line in enumerate(lines)
+            for s in line.spans
+            if "reverse" in str(s.style)
+        ]
+        assert reversed_ == [("✗", 3)]  # load in r2
+
+
+def test_the_cursor_on_an_empty_cell_shows_a_dot() -> None:
+    lines = history_grid(TASKS, RUNS, width=40, color=False, cursor=(4, 2))
+    assert lines[4].plain == "report  ✓ ⊘ · …"
+
+
+def test_a_cursor_on_a_run_not_shown_draws_nothing() -> None:
+    task = "a_very_long_task_name_that_goes_on"
+    lines = history_grid([task], RUNS, width=10, cursor=(1, 0))
+    assert not any("reverse" in str(s.style) for line in lines for s in line.spans)

@@ -15,7 +15,7 @@ from rich.text import Text
 from tui.render.palette import MUTED, Cell, clean, join_cells, style_of, truncate
 from tui.render.spark import BARS
 
-__all__ = ["CELL", "GridRun", "history_grid"]
+__all__ = ["CELL", "GridRun", "grid_fits", "history_grid"]
 
 CELL = 2
 """Columns per run: the glyph and a space, so neighbouring runs stay apart."""
@@ -50,22 +50,44 @@ def _glyph(state: str | None) -> Cell:
     return style.glyph[0], style.color
 
 
+def _geometry(tasks: Sequence[str], count: int, width: int) -> tuple[int, int]:
+    """The label column's width and how many of `count` runs fit in `width`."""
+    width = max(width, 0)
+    longest_label = max((cell_len(clean(task)) for task in tasks), default=0)
+    label_width = min(longest_label, max(width - CELL * count, width // 3))
+    label_width = max(min(label_width, width - 1), 0)
+    fits = max(width - label_width, 0) // CELL  # the last run needs no trailing space
+    return label_width, min(fits, count)
+
+
+def grid_fits(tasks: Sequence[str], count: int, width: int) -> int:
+    """Return how many of `count` runs `history_grid` shows in `width` columns."""
+    return _geometry(tasks, count, width)[1]
+
+
 def history_grid(
-    tasks: Sequence[str], runs: Sequence[GridRun], *, width: int, color: bool = True
+    tasks: Sequence[str],
+    runs: Sequence[GridRun],
+    *,
+    width: int,
+    color: bool = True,
+    cursor: tuple[int, int] | None = None,
 ) -> list[Text]:
     """Draw the grid in at most `width` columns: 2 header rows, then one row per task.
 
     `runs` come oldest first; when they do not all fit, the newest (last) are kept, so
     the newest run is always the rightmost column. The label column takes what the runs
     leave, and at least a third of the width; longer labels are cut with `…`.
+    `cursor` (row, index into `runs`) is drawn reversed, with or without colour; an
+    empty cell under it shows `·`.
     """
     width = max(width, 0)
     labels = [clean(task) for task in tasks]
-    longest_label = max((cell_len(label) for label in labels), default=0)
-    label_width = min(longest_label, max(width - CELL * len(runs), width // 3))
-    label_width = max(min(label_width, width - 1), 0)
-    fits = max(width - label_width, 0) // CELL  # the last run needs no trailing space
+    label_width, fits = _geometry(tasks, len(runs), width)
     shown = list(runs[-fits:]) if fits else []
+    at = None
+    if cursor is not None and 0 <= cursor[1] - (len(runs) - len(shown)) < len(shown):
+        at = (cursor[0], cursor[1] - (len(runs) - len(shown)))
     longest = max((r.duration or 0.0 for r in shown), default=0.0)
     rows = [
         [_bar(r.duration, longest) for r in shown],
@@ -78,9 +100,14 @@ def history_grid(
         fitted = truncate(label, label_width)
         cells: list[Cell] = [(fitted + " " * (label_width - cell_len(fitted)), "")]
         cells += [(" ", "")] if width > label_width else []
+        if at is not None and at[0] == i and row[at[1]][0] == " ":
+            row[at[1]] = ("·", MUTED)
         for char, style in row:
             cells += [(char, style), (" ", "")]
         text = join_cells(cells, color)
+        if at is not None and at[0] == i:
+            x = label_width + 1 + CELL * at[1]
+            text.stylize("reverse", x, x + 1)
         text.rstrip()
         lines.append(text)
     return lines

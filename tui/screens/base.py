@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
     Footer,
+    Header,
     Static,
 )
 from textual.worker import get_current_worker
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
 
 
 ACTIVE = frozenset({"Pending", "Scheduled", "Running", "Retrying", "Cancelling"})
-MUTATING = frozenset({"cancel_run", "trigger", "pause"})
+MUTATING = frozenset({"cancel_run", "trigger", "trigger_form", "pause", "restart",
+                      "approve"})  # fmt: skip
 """Actions hidden and refused in --read-only mode."""
+COUNTS_WINDOW = 3_600.0
+"""The header counts the runs that failed in this many seconds (the "failed(1h)")."""
 
 
 def plain(value: object) -> Text:
@@ -39,9 +43,13 @@ def plain(value: object) -> Text:
 class Loaded(Message):
     """A poll's result, posted from the worker thread to the UI thread."""
 
-    def __init__(self, data: Any, *, error: Exception | None = None) -> None:
+    def __init__(
+        self, data: Any, *, error: Exception | None = None, counts: Any = None
+    ) -> None:
         super().__init__()
         self.data, self.error = data, error
+        self.counts = counts
+        """The header's run counts, read when the screen read (None: not read)."""
 
 
 class PollingScreen(Screen[None]):
@@ -50,6 +58,8 @@ class PollingScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._timer: Timer | None = None
+        self._every = 0.0
+        """The interval `_timer` polls at."""
         self._force = True
 
     @property
@@ -60,13 +70,15 @@ class PollingScreen(Screen[None]):
         return self.app
 
     def on_mount(self) -> None:
-        self._timer = self.set_interval(self.durable.refresh_every, self.poll)
+        # The header (docked top) shows the app's badges: sub_title, set by `_badge`.
+        self.mount(Header(icon="≡"))
+        self._every = self.durable.refresh_every
+        self._timer = self.set_interval(self._every, self.poll)
         self.poll()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MUTATING and self.durable.read_only:
-            return None  # hidden from the footer, and refused
-        return True
+        # Read-only: mutating actions are hidden and refused (None would only dim them).
+        return not (action in MUTATING and self.durable.read_only)
 
     def on_screen_suspend(self) -> None:
         if self._timer is not None:
@@ -74,9 +86,17 @@ class PollingScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self._force = True
+        self.reschedule()
         if self._timer is not None:
             self._timer.resume()
         self.poll()
+
+    def reschedule(self) -> None:
+        """Poll at the app's refresh interval if it changed (the palette sets it)."""
+        if self._timer is not None and self._every != self.durable.refresh_every:
+            self._timer.stop()
+            self._every = self.durable.refresh_every
+            self._timer = self.set_interval(self._every, self.poll)
 
     def refresh_now(self) -> None:
         """Read again now, even if the database did not change (ctrl+r)."""
@@ -91,14 +111,23 @@ class PollingScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self, force: bool) -> None:
         try:
-            data = self.durable.read(lambda model: self.load(model, force))
+            data, counts = self.durable.read(lambda model: self._read(model, force))
         except Exception as exc:  # noqa: BLE001 (a locked or missing db: show, retry)
             self.post_message(Loaded(None, error=exc))
             return
         if get_current_worker().is_cancelled:
             self._force = True  # what it read is dropped: the next poll reads again
             return
-        self.post_message(Loaded(data))
+        self.post_message(Loaded(data, counts=counts))
+
+    def _read(self, model: Any, force: bool) -> tuple[Any, Any]:
+        data = self.load(model, force)
+        # The screen read only because the database changed (or was told to): the
+        # header's counts are read then, never on an idle poll.
+        counts = None
+        if data is not None or force:
+            counts = model.counts(self.durable.clock() - COUNTS_WINDOW)
+        return data, counts
 
     def load(self, model: Any, force: bool) -> Any:
         """Read what the screen shows (worker thread); None when nothing changed."""
@@ -109,7 +138,7 @@ class PollingScreen(Screen[None]):
         if message.error is not None:
             self.durable.db_error(message.error)
             return
-        self.durable.db_ok()
+        self.durable.db_ok(message.counts)
         if message.data is not None:
             self.apply(message.data)
 

@@ -37,6 +37,8 @@ class RunDetailScreen(PollingScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("X", "cancel_run", "Cancel", id="run.cancel"),
+        Binding("R", "restart", "Retry…", id="run.restart"),
+        Binding("a", "approve", "Approve", id="task.approve"),
         Binding("l", "tab('logs')", "Logs"),
         Binding("d", "tab('graph')", "Graph"),
         Binding("left_square_bracket", "tab_step(-1)", "Prev tab", show=False),
@@ -141,6 +143,12 @@ class RunDetailScreen(PollingScreen):
         if self.detail is not None and event.data_table.id == "tasks":
             self._show_graph(self.detail)
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "tasks" and event.row_key.value is not None:
+            from tui.screens.task_run import TaskRunScreen
+
+            self.app.push_screen(TaskRunScreen(self.run_id, event.row_key.value))
+
     def tick(self) -> None:
         if self.detail is not None and self.detail.run.state in ACTIVE:
             self.show_detail(self.detail)
@@ -160,6 +168,30 @@ class RunDetailScreen(PollingScreen):
         if self.detail is not None:
             run = self.detail.run
             self.durable.confirm_cancel(run.id, run.flow_name, run.state)
+
+    def selected_task(self) -> Any:
+        """The task run under the Tasks table's cursor, if any."""
+        key = self.query_one("#tasks", VimTable).selected_key
+        tasks = self.detail.tasks if self.detail is not None else ()
+        return next((t for t in tasks if t.task_run_id == key), None)
+
+    def action_restart(self) -> None:
+        if self.detail is not None:
+            task = self.selected_task()
+            self.durable.confirm_restart(self.detail.run, detail=self.detail,
+                                         selected=task.slug if task else None)  # fmt: skip
+
+    def action_approve(self) -> None:
+        task = self.selected_task()
+        if self.detail is None or task is None:
+            return
+        ref = task.slug if task.map_index < 0 else f"{task.slug}[{task.map_index}]"
+        if task.state != "Paused":
+            self.notify(f"Task {ref} is {task.state}: only a Paused task can be "
+                        "approved", severity="warning", markup=False)  # fmt: skip
+            return
+        run = self.detail.run
+        self.durable.confirm_approve(run.id, run.flow_name, ref)
 
 
 def _task_cells(task: Any, window: tuple[float, float], now: float) -> list[Cell]:

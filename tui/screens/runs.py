@@ -58,6 +58,7 @@ class RunsScreen(PollingScreen):
         Binding("slash", "filter", "Filter"),
         Binding("e", "errors", "Errors only"),
         Binding("X", "cancel_run", "Cancel", id="run.cancel"),
+        Binding("R", "restart", "Retry…", id="run.restart"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -139,6 +140,12 @@ class RunsScreen(PollingScreen):
         run = next((r for r in self.runs if r.id == key), None)
         if run is not None:
             self.durable.confirm_cancel(run.id, run.flow_name, run.state)
+
+    def action_restart(self) -> None:
+        key = self.query_one("#runs", VimTable).selected_key
+        run = next((r for r in self.runs if r.id == key), None)
+        if run is not None:
+            self.durable.confirm_restart(run)
 
 
 # Run detail ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.widgets import DataTable
 
 from tui.render.palette import state_cell
 from tui.render.timefmt import clock, relative
@@ -15,12 +16,14 @@ from tui.widgets import Cell
 
 
 class FlowsScreen(TableScreen):
-    """Area 1: flows with their schedule, next tick and recent runs; t runs one now."""
+    """Area 1: flows with their schedule, next tick and recent runs; enter opens one,
+    t runs one now."""
 
     TITLE = "Flows"
     COLUMNS = [("flow", "Flow"), ("version", "Version"), ("schedule", "Schedule"),
                ("next", "Next run"), ("history", "Last runs"), ("running", "Running")]  # fmt: skip
     BINDINGS = [Binding("t", "trigger", "Run now", id="flow.trigger"),
+                Binding("T", "trigger_form", "Custom run", id="flow.trigger_form"),
                 Binding("P", "pause", "Pause/resume schedule", id="flow.pause")]  # fmt: skip
 
     def load(self, model: Any, force: bool) -> Any:
@@ -38,10 +41,21 @@ class FlowsScreen(TableScreen):
                                     history, plain(flow.running)]))  # fmt: skip
         return out
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            from tui.screens.flow_detail import FlowDetailScreen
+
+            self.app.push_screen(FlowDetailScreen(event.row_key.value))
+
     def action_trigger(self) -> None:
         flow = self.selected()
         if flow is not None:
             self.durable.confirm_trigger(flow.name)
+
+    def action_trigger_form(self) -> None:
+        flow = self.selected()
+        if flow is not None:
+            self.durable.open_trigger_form(flow.name, flow.version)
 
     def action_pause(self) -> None:
         flow = self.selected()

@@ -129,3 +129,61 @@ def _parse_span(value: str) -> float:
             field="since", valid=tuple(SPANS),
         )  # fmt: skip
     return float(match[1]) * SPANS[match[2]]
+
+
+# The log tail's filter -------------------------------------------------------------------
+LOG_FIELDS = ("flow", "run", "level")
+"""The `field:value` words the log tail's filter understands."""
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40,
+          "critical": 50}  # fmt: skip
+"""The names `level:` takes (or a number), the minimum level shown."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which log lines the global tail shows: every condition given must hold (AND)."""
+
+    flow: str | None = None
+    """A flow's exact name."""
+    run: str | None = None
+    """A flow run's exact id."""
+    level: int = 0
+    """The lowest level shown (logging's numbers: 30 is WARNING)."""
+    text: tuple[str, ...] = ()
+    """Words that must each occur in the message (ASCII letters in any case)."""
+
+
+def parse_log_filter(text: str) -> LogFilter:
+    """Parse the log tail's filter (`flow:etl level:warning run:ID words`).
+
+    Any other word, colons included, is text to find in the message.
+
+    Raises:
+        FilterError: a field without a value or an unknown level; the message says
+            which and lists the valid ones.
+    """
+    values: dict[str, str] = {}
+    words: list[str] = []
+    for word in text.split():
+        field, colon, value = word.partition(":")
+        field = field.lower()
+        if not colon or field not in LOG_FIELDS:
+            words.append(word)  # messages hold colons: `ValueError:` is a word
+            continue
+        if not value:
+            raise FilterError(
+                f"The filter field {field!r} needs a value, as in {field}:"
+                + {"flow": "etl", "run": "<run id>", "level": "warning"}[field],
+                field=field, valid=LOG_FIELDS,
+            )  # fmt: skip
+        values[field] = value
+    level = values.get("level", "0")
+    number = int(level) if level.isdigit() else LEVELS.get(level.lower())
+    if number is None:
+        raise FilterError(
+            f"Unknown level {level!r} in the filter; use one of: "
+            + ", ".join(n for n in LEVELS if n != "warn") + ", or a number",
+            field="level", valid=tuple(LEVELS),
+        )  # fmt: skip
+    return LogFilter(values.get("flow"), values.get("run"), number, tuple(words))

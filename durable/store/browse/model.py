@@ -10,6 +10,7 @@ It reads every schema version from 1 on: what an older database lacks reads as e
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import Counter, defaultdict
@@ -20,25 +21,48 @@ from types import TracebackType
 from typing import Any, Self
 
 from durable.errors import DurableError
-from durable.store.browse.filters import FilterError, RunFilter, parse_filter
+from durable.store.browse.filters import (
+    FilterError,
+    LogFilter,
+    RunFilter,
+    parse_filter,
+    parse_log_filter,
+)
 from durable.store.browse.queries import (
     ACTIVE,
+    CELLS,
+    COUNTS,
+    FAILED,
+    LONGEST_RUN,
+    TAIL,
+    TASK_STATES,
     WAITING,
     Queries,
     TextMatch,
+    flow_history,
+    log_conditions,
     run_conditions,
     run_detail,
     run_row,
+    task_run_detail,
 )
 from durable.store.browse.records import (
+    ActionRow,
     AttemptSpan,
+    FlowHistory,
     FlowRow,
+    HistoryRun,
     LogLine,
+    ParameterRow,
+    RunCounts,
     RunDetail,
     RunRow,
     ScheduledRow,
     StateEvent,
+    TailLine,
+    TaskCell,
     TaskRow,
+    TaskRunDetail,
     WorkerRow,
 )
 from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
@@ -46,24 +70,34 @@ from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
 __all__ = [
     "AttemptSpan",
     "FilterError",
+    "FlowHistory",
     "FlowRow",
+    "HistoryRun",
+    "LogFilter",
     "LogLine",
     "ModelError",
     "ReadModel",
+    "RunCounts",
     "RunDetail",
     "RunFilter",
     "RunRow",
     "ScheduledRow",
     "StateEvent",
+    "TailLine",
+    "TaskCell",
     "TaskRow",
+    "TaskRunDetail",
     "WorkerRow",
     "parse_filter",
+    "parse_log_filter",
 ]
 
 BUSY_TIMEOUT_MS = 2_000
 """How long a read waits for a writer's lock (a WAL reader only waits on recovery)."""
 NO_FILTER = RunFilter()
 """The filter that lets every run through."""
+NO_LOG_FILTER = LogFilter()
+"""The filter that lets every log line through."""
 CHUNK = 500
 """Ids bound per `IN (...)`: below SQLite's oldest variable limit (999)."""
 
@@ -177,6 +211,75 @@ class ReadModel:
                 (*args, limit),
             )
         return [LogLine(*row) for row in fetched]
+
+    def tail(
+        self, filter: LogFilter = NO_LOG_FILTER, *, after_id: int = 0, limit: int = 500
+    ) -> list[TailLine]:
+        """Return the newest `limit` log lines of any run that pass `filter` and have
+        ids above `after_id`, oldest first. Poll with the last id seen.
+
+        Without `run:` or `flow:` only the latest `TAIL_WINDOW` lines are looked at,
+        and `flow:` looks at the flow's latest `RECENT_RUNS` runs: a tail is recent.
+        """
+        with self._lock, self._snapshot():
+            newest = self._fetch("SELECT MAX(id) FROM logs")[0][0] or 0
+            where, args = log_conditions(filter, after_id=after_id, newest_id=newest)
+            lines = f"SELECT * FROM logs l{where} ORDER BY l.id DESC LIMIT ?"
+            fetched = self._fetch(TAIL.format(lines=lines), (*args, limit))
+        return [TailLine(*row) for row in fetched]
+
+    def task_run(self, run_id: str, task_run_id: str) -> TaskRunDetail | None:
+        """Return one task run of a run with its attempts and state history (None: no
+        such task run in that run)."""
+        with self._lock, self._snapshot():
+            run = self._fetch(self._sql.run, (run_id,))
+            task = self._fetch(self._sql.task, (task_run_id, run_id))
+            if not run or not task:
+                return None
+            history = self._fetch(TASK_STATES, (task_run_id,))
+            counts = self._task_counts([run_id])
+        return task_run_detail(run[0], counts.get(run_id, {}), task[0], history)
+
+    def flow_history(self, name: str, limit: int = 50) -> FlowHistory | None:
+        """Return a flow's latest `limit` runs (oldest first) with their task runs, its
+        task order and graph, for the Flow detail screen (None: no such flow).
+
+        The runs come through the (flow_name, created_at) index, so the cost follows
+        `limit`, not how many runs the flow has.
+        """
+        with self._lock, self._snapshot():
+            flow = self._fetch(self._sql.flow, (name,))
+            if not flow:
+                return None
+            fetched = self._fetch(self._sql.flow_runs, (name, limit))
+            ids = [row[0] for row in fetched]
+            counts, cells = self._task_counts(ids), self._task_cells(ids)
+            next_tick = None
+            if self._has("scheduled_runs"):
+                next_tick = self._fetch(
+                    "SELECT MIN(scheduled_for) FROM scheduled_runs"
+                    " WHERE flow_name = ? AND status IN (?, ?)",
+                    (name, *WAITING),
+                )[0][0]
+        runs = [run_row(row, counts.get(row[0], {})) for row in fetched]
+        return flow_history(name, flow[0], next_tick, runs, cells)
+
+    def _task_cells(self, run_ids: Sequence[str]) -> list[Any]:
+        """The task runs (not mapped children) of runs: run id, then `TaskCell`'s."""
+        cells: list[Any] = []
+        for start in range(0, len(run_ids), CHUNK):
+            chunk = run_ids[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            cells += self._fetch(f"{CELLS} ({marks}) ORDER BY rowid", chunk)
+        return cells
+
+    def counts(self, since: float) -> RunCounts:
+        """Count the runs running now and those that ended failed at or after `since`
+        (the header's badge; a run created over `LONGEST_RUN` before is left out)."""
+        with self._lock:
+            args = (*ACTIVE, *FAILED, since - LONGEST_RUN, since)
+            running, failed = self._fetch(COUNTS, args)[0]
+        return RunCounts(running, failed)
 
     # Flows, schedules, workers -----------------------------------------------------
     def flows(self) -> list[FlowRow]:
@@ -351,3 +454,36 @@ class ReadModel:
             ):
                 counts[run_id][state] = count
         return counts
+
+    # The trigger form and the audit log ------------------------------------------------
+    def parameters(self, flow_name: str) -> list[ParameterRow]:
+        """Return the parameters of a flow's latest registered version, by name ([]:
+        none, not registered, or registered before parameters were recorded)."""
+        if not self._has("flows", "parameters"):
+            return []
+        with self._lock:
+            fetched = self._fetch(
+                "SELECT parameters FROM flows WHERE name = ? AND registered_at IS NOT"
+                " NULL ORDER BY version DESC LIMIT 1",
+                (flow_name,),
+            )
+        if not fetched or fetched[0][0] is None:
+            return []
+        return [
+            ParameterRow(p["name"], p["default"], bool(p["required"]))
+            for p in json.loads(fetched[0][0])
+        ]
+
+    def actions(self, limit: int = 200) -> list[ActionRow]:
+        """Return the newest `limit` lines of the audit log, newest first."""
+        if not self._has("actions"):
+            return []
+        with self._lock:
+            fetched = self._fetch(
+                "SELECT id, at, actor, verb, target, outcome, ok FROM actions"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+        return [
+            ActionRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in fetched
+        ]

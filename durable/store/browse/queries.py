@@ -12,19 +12,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from durable.store.browse.filters import RunFilter
+from durable.store.browse.filters import LogFilter, RunFilter
 from durable.store.browse.records import (
     AttemptSpan,
+    FlowHistory,
+    HistoryRun,
     RunDetail,
     RunRow,
     StateEvent,
+    TaskCell,
     TaskRow,
+    TaskRunDetail,
 )
 
 WAITING = ("Scheduled", "Late")
 """Scheduled-run statuses that mean waiting to run."""
 ACTIVE = ("Running", "Cancelling")
 """Flow-run states that mean running now."""
+FAILED = ("Failed", "TimedOut", "TriggerFailed", "Crashed")
+"""Flow-run states that mean it failed (the header's "failed(1h)" badge)."""
 
 
 class Queries:
@@ -46,16 +52,23 @@ class Queries:
             f" r.started_at, r.ended_at, {trigger}, {worker} FROM flow_runs r"
             f" LEFT JOIN flows f ON f.id = r.flow_id{join}"
         )
+        self.flow_runs = (
+            f"{self.runs} WHERE r.flow_name = ?"
+            " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?"
+        )
         graph = "f.graph" if has("flows", "graph") else "NULL"
         detail = f", r.parameters, r.parameters_serializer, {graph} FROM flow_runs r"
         self.run = self.runs.replace(" FROM flow_runs r", detail) + " WHERE r.id = ?"
         named = has("task_runs", "run_name")
         name = "COALESCE(run_name, task_name)" if named else "task_name"
-        self.tasks = (
+        task = (
             f"SELECT id, task_slug, {name}, map_index, state, attempts, started_at,"
-            " ended_at, state_message FROM task_runs WHERE flow_run_id = ? ORDER BY rowid"
+            " ended_at, state_message FROM task_runs"
         )
+        self.tasks = f"{task} WHERE flow_run_id = ? ORDER BY rowid"
+        self.task = f"{task} WHERE id = ? AND flow_run_id = ?"
         self.flows = self._flows(has)
+        self.flow = self._flow(has)
         self.last_runs = (
             "SELECT r.flow_name, r.state FROM (SELECT DISTINCT name FROM flows) n"
             " JOIN flow_runs r ON r.rowid IN (SELECT rowid FROM flow_runs"
@@ -69,16 +82,35 @@ class Queries:
         )
 
     @staticmethod
-    def _flows(has: Callable[..., bool]) -> str:
-        # Per name: the latest version (f) and the latest registered one (g).
-        registered = has("flows", "registered_at")
-        catchup = "g.catchup" if has("flows", "catchup") else "NULL"
-        paused = (
+    def _paused(has: Callable[..., bool]) -> str:
+        return (
             "COALESCE((SELECT paused_at IS NOT NULL FROM flow_settings"
             " WHERE name = f.name), 0)"
             if has("flow_settings")
             else "0"
         )
+
+    @classmethod
+    def _flow(cls, has: Callable[..., bool]) -> str:
+        # One name's latest version (f): its graph, the latest registered schedule.
+        schedule = (
+            "(SELECT schedule_text FROM flows WHERE name = f.name"
+            " AND registered_at IS NOT NULL ORDER BY version DESC LIMIT 1)"
+            if has("flows", "registered_at")
+            else "NULL"
+        )
+        graph = "f.graph" if has("flows", "graph") else "NULL"
+        return (
+            f"SELECT f.version, {schedule}, {cls._paused(has)}, {graph} FROM flows f"
+            " WHERE f.name = ? ORDER BY f.version DESC LIMIT 1"
+        )
+
+    @classmethod
+    def _flows(cls, has: Callable[..., bool]) -> str:
+        # Per name: the latest version (f) and the latest registered one (g).
+        registered = has("flows", "registered_at")
+        catchup = "g.catchup" if has("flows", "catchup") else "NULL"
+        paused = cls._paused(has)
         return (
             "SELECT f.name, f.version, "
             + (
@@ -252,3 +284,109 @@ def attempt_spans(history: Sequence[tuple[str, float]]) -> tuple[AttemptSpan, ..
     if start is not None:
         spans.append(AttemptSpan(start, None, "Running"))
     return tuple(spans)
+
+
+TAIL = (
+    "SELECT l.id, l.timestamp, l.level, l.logger, l.flow_run_id, r.flow_name,"
+    " t.task_slug, COALESCE(t.map_index, -1), l.message FROM ({lines}) l"
+    " LEFT JOIN flow_runs r ON r.id = l.flow_run_id"
+    " LEFT JOIN task_runs t ON t.id = l.task_run_id ORDER BY l.id"
+)
+"""The log tail's lines, as `TailLine`s, oldest first, around `{lines}`: the newest
+lines wanted (`log_conditions`), chosen before the joins so that only they are joined."""
+TASK_STATES = (
+    "SELECT id, name, message, timestamp FROM states WHERE task_run_id = ? ORDER BY id"
+)
+CELLS = (
+    "SELECT flow_run_id, id, task_slug, state, attempts, started_at, ended_at,"
+    " state_message FROM task_runs WHERE map_index = -1 AND flow_run_id IN"
+)
+"""Task runs that are not mapped children: run id, then `TaskCell`'s columns."""
+COUNTS = (
+    "SELECT (SELECT COUNT(*) FROM flow_runs WHERE state IN (?, ?)),"
+    " (SELECT COUNT(*) FROM flow_runs WHERE state IN (?, ?, ?, ?)"
+    " AND created_at >= ? AND ended_at >= ?)"
+)
+"""Runs running now, and runs that ended failed since a time: `(*ACTIVE, *FAILED,
+since - LONGEST_RUN, since)`, two searches of the (state, created_at) index."""
+LONGEST_RUN = 7 * 86_400.0
+"""The failed-runs badge leaves out runs created longer than this before its window,
+so that it reads a week of failures, not every failure ever (seconds)."""
+RECENT_RUNS = 100
+"""The log tail's `flow:` looks at the lines of that flow's latest this-many runs."""
+TAIL_WINDOW = 200_000
+"""Without `run:` or `flow:`, the log tail looks among the latest this-many lines, so a
+rare level or word costs a bounded scan, never one of the whole table."""
+
+
+def log_conditions(
+    filter: LogFilter, *, after_id: int, newest_id: int
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of the log tail (logs `l`), its values bound: by run through
+    the run's index, by flow through its latest runs, else within `TAIL_WINDOW`."""
+    clauses, args = ["l.id > ?"], list[Any]([after_id])
+    if filter.run is not None:
+        clauses.append("l.flow_run_id = ?")
+        args.append(filter.run)
+    if filter.flow is not None:
+        clauses.append(
+            "l.flow_run_id IN (SELECT id FROM flow_runs WHERE flow_name = ?"
+            " ORDER BY created_at DESC LIMIT ?)"
+        )
+        args += [filter.flow, RECENT_RUNS]
+    if filter.run is None and filter.flow is None:
+        args[0] = max(after_id, newest_id - TAIL_WINDOW)
+    if filter.level:
+        clauses.append("l.level >= ?")
+        args.append(filter.level)
+    for word in filter.text:
+        clauses.append("l.message LIKE ? ESCAPE '\\'")
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.append(f"%{escaped}%")
+    return " WHERE " + " AND ".join(clauses), args
+
+
+def flow_history(
+    name: str,
+    flow: Sequence[Any],
+    next_tick: float | None,
+    runs: Sequence[RunRow],
+    cells: Sequence[Any],
+) -> FlowHistory:
+    """Assemble a flow's history from its `Queries.flow` row, its runs (newest first)
+    and their task runs (run id, then `TaskCell`'s columns)."""
+    graph = Graph.parse(flow[3])
+    by_run: defaultdict[str, dict[str, TaskCell]] = defaultdict(dict)
+    seen: dict[str, None] = dict.fromkeys(graph.order if graph is not None else ())
+    for run_id, *columns in cells:
+        cell = TaskCell(*columns)
+        by_run[run_id][cell.slug] = cell
+    for run in reversed(runs):  # slugs outside the graph: in order of first appearance
+        seen.update(dict.fromkeys(by_run[run.id]))
+    return FlowHistory(
+        name, flow[0], flow[1], bool(flow[2]), next_tick, tuple(seen),
+        () if graph is None else graph.edges,
+        tuple(HistoryRun(run, by_run[run.id]) for run in reversed(runs)),
+    )  # fmt: skip
+
+
+def task_run_detail(
+    row: Sequence[Any],
+    counts: Mapping[str, int],
+    task: Sequence[Any],
+    history: Sequence[Any],
+) -> TaskRunDetail:
+    """Assemble a task run's detail from its run's `Queries.run` row, the run's task
+    counts, its `Queries.task` row and its states (id, name, message, timestamp)."""
+    graph = Graph.parse(row[11])
+    slug, index = task[1], task[3]
+    events = tuple(StateEvent(i, at, slug, index, name, message)
+                   for i, name, message, at in history)  # fmt: skip
+    upstream = {} if graph is None else graph.upstream()
+    spans = [(name, at) for _, name, _, at in history]
+    downstream = () if graph is None else tuple(
+        dict.fromkeys(down for up, down in graph.edges if up == slug)
+    )  # fmt: skip
+    return TaskRunDetail(
+        run_row(row, counts), task_row(task, upstream, spans), events, downstream
+    )

@@ -100,6 +100,84 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class TailLine:
+    """One log line of the global tail (any run), with the run and flow it belongs to."""
+
+    id: int
+    timestamp: float
+    level: int
+    logger: str
+    flow_run_id: str | None
+    flow_name: str | None
+    """None when the line's run is gone (or it was logged outside a run)."""
+    task_slug: str | None
+    map_index: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunDetail:
+    """Everything the Task run screen shows, from one consistent read."""
+
+    run: RunRow
+    task: TaskRow
+    """The task run, with one span per attempt."""
+    events: tuple[StateEvent, ...]
+    """Its own state history, oldest first."""
+    downstream: tuple[str, ...]
+    """The slugs of the tasks that wait for it (empty when the version has no graph)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCell:
+    """One task run of a run in a flow's history: a cell of the history grid."""
+
+    task_run_id: str
+    slug: str
+    state: str
+    attempts: int
+    started_at: float | None
+    ended_at: float | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRun:
+    """One run in a flow's history, with its task runs by slug (not mapped children)."""
+
+    run: RunRow
+    tasks: Mapping[str, TaskCell]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowHistory:
+    """Everything the Flow detail screen shows of one flow, from one consistent read."""
+
+    name: str
+    version: int
+    """Its latest version."""
+    schedule: str | None
+    """The latest registered version's schedule, in one line."""
+    paused: bool
+    next_tick: float | None
+    """When its earliest waiting scheduled run is due, if it has one."""
+    tasks: tuple[str, ...]
+    """Task slugs: the latest version's graph order, then any other slug its runs have."""
+    edges: tuple[tuple[str, str], ...]
+    """(upstream slug, downstream slug) of the latest version; empty without a graph."""
+    runs: tuple[HistoryRun, ...]
+    """Its latest runs, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """The header's badge: runs running now, and runs failed since a given time."""
+
+    running: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
 class FlowRow:
     """One flow, by name, as the Flows list shows it."""
 
@@ -145,3 +223,26 @@ class WorkerRow:
     concurrency: int
     running: int
     """How many runs it holds claims on."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterRow:
+    """One parameter of a registered flow, for the trigger form."""
+
+    name: str
+    default: str | None
+    """The default as JSON text (None: no default, or one that is not JSON)."""
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    """One line of the audit log (durable.control's actions)."""
+
+    id: int
+    at: float
+    actor: str
+    verb: str
+    target: str
+    outcome: str
+    ok: bool
