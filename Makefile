@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-slow demo bench clean
+.PHONY: install lint test test-slow demo bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpoint.py
 	$(BIN)/python bench/mapping.py
 	$(BIN)/python bench/scheduling.py
+
+# The README's pictures of the terminal UI (SVG), from a seeded database on a fixed clock.
+screenshots: $(STAMP)
+	$(BIN)/python -m tui.screenshots docs/img
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

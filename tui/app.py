@@ -41,6 +41,8 @@ class DurableApp(Actions, Palette, App[None]):
     #neighbours { height: 1; padding: 0 1; }
     .hidden { display: none; }
     VimTable { height: 1fr; }
+    Header { dock: none; }  /* in the flow, above the screen's first line, not over it */
+    TabbedContent { height: 1fr; }
     """
     MODES = {
         "flows": FlowsScreen,

@@ -71,7 +71,7 @@ class PollingScreen(Screen[None]):
 
     def on_mount(self) -> None:
         # The header (docked top) shows the app's badges: sub_title, set by `_badge`.
-        self.mount(Header(icon="≡"))
+        self.mount(Header(icon="≡"), before=0)
         self._every = self.durable.refresh_every
         self._timer = self.set_interval(self._every, self.poll)
         self.poll()

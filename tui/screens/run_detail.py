@@ -23,11 +23,12 @@ from tui.render.palette import color_enabled, glyph, state_cell
 from tui.render.timefmt import clock, duration, relative
 from tui.screens.base import ACTIVE, PollingScreen, plain
 from tui.screens.runs import TRIGGERS
-from tui.widgets import Cell, FollowLog, VimTable
+from tui.widgets import FollowLog, VimTable
 
 TASK_COLUMNS = [("state", "St"), ("task", "Task"), ("tries", "Tries"), ("start", "Start"),
                 ("duration", "Dur"), ("upstream", "← Upstream"), ("gantt", "")]  # fmt: skip
-GANTT_WIDTH = 40
+GANTT_MIN = 16
+"""The narrowest Gantt column; it takes the width the other columns leave."""
 
 
 class RunDetailScreen(PollingScreen):
@@ -110,8 +111,12 @@ class RunDetailScreen(PollingScreen):
         starts = [t.started_at for t in detail.tasks if t.started_at is not None]
         window = (min(starts, default=run.started_at or now), end)
         table = self.query_one("#tasks", VimTable)
-        table.border_title = gantt_ruler(window, GANTT_WIDTH)
-        table.show([(t.task_run_id, _task_cells(t, window, now)) for t in detail.tasks])
+        rows = [(t, _task_cells(t, now)) for t in detail.tasks]
+        width = _gantt_width([cells for _, cells in rows], table.size.width or 120)
+        table.border_title = gantt_ruler(window, width)
+        table.show([
+            (t.task_run_id, [*cells, _gantt(t, window, now, width)]) for t, cells in rows
+        ])  # fmt: skip
         self._show_graph(detail)
         self.query_one("#event-table", VimTable).show([
             (str(e.id), [plain(clock(e.timestamp)), plain(e.task_slug or "(flow run)"),
@@ -151,6 +156,10 @@ class RunDetailScreen(PollingScreen):
 
     def tick(self) -> None:
         if self.detail is not None and self.detail.run.state in ACTIVE:
+            self.show_detail(self.detail)
+
+    def on_resize(self) -> None:
+        if self.detail is not None:  # the Gantt column takes the width there is
             self.show_detail(self.detail)
 
     def action_back(self) -> None:
@@ -194,17 +203,31 @@ class RunDetailScreen(PollingScreen):
         self.durable.confirm_approve(run.id, run.flow_name, ref)
 
 
-def _task_cells(task: Any, window: tuple[float, float], now: float) -> list[Cell]:
+def _task_cells(task: Any, now: float) -> list[Text]:
+    """A task row's cells but its Gantt bar."""
     end = task.ended_at if task.ended_at is not None else now
     took = duration(end - task.started_at) if task.started_at is not None else "—"
     name = task.slug if task.map_index < 0 else f"{task.slug}[{task.map_index}]"
-    spans = [Span(s.start, s.end, s.state) for s in task.spans]
     return [
         state_cell(task.state, word=False), plain(name), plain(task.attempts),
         plain(clock(task.started_at)), plain(took),
         plain(", ".join(task.upstream) or "—"),
-        gantt_bar(spans, window, GANTT_WIDTH, now=now, color=color_enabled()),
     ]  # fmt: skip
+
+
+def _gantt(task: Any, window: tuple[float, float], now: float, width: int) -> Text:
+    spans = [Span(s.start, s.end, s.state) for s in task.spans]
+    return gantt_bar(spans, window, width, now=now, color=color_enabled())
+
+
+def _gantt_width(rows: list[list[Text]], available: int) -> int:
+    """What the Gantt column gets: the table's width less the other columns' (each as
+    wide as its widest cell or header, plus DataTable's padding of one each side)."""
+    used = sum(
+        max(len(header), *(c.cell_len for c in column)) + 2
+        for (_, header), column in zip(TASK_COLUMNS, zip(*rows, strict=True), strict=False)
+    ) if rows else 0  # fmt: skip
+    return max(GANTT_MIN, available - used - 4)
 
 
 def _log_line(line: Any) -> str:
