@@ -208,8 +208,8 @@ class TaskRunScreen(PollingScreen):
 
     def action_restart(self) -> None:
         if self.detail is not None:
-            self.durable.confirm_restart(
-                self.detail.run, selected=self.detail.task.slug
+            self.durable.confirm_restart(  # TUI.md E: "this task + downstream"
+                self.detail.run, selected=self.detail.task.slug, mode="from_task"
             )
 
 

@@ -11,16 +11,12 @@ It reads every schema version from 1 on: what an older database lacks reads as e
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from durable.errors import DurableError
+from durable.store.browse.connection import ModelConnection, ModelError
 from durable.store.browse.filters import (
     FilterError,
     LogFilter,
@@ -65,7 +61,6 @@ from durable.store.browse.records import (
     TaskRunDetail,
     WorkerRow,
 )
-from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 __all__ = [
     "AttemptSpan",
@@ -92,8 +87,6 @@ __all__ = [
     "parse_log_filter",
 ]
 
-BUSY_TIMEOUT_MS = 2_000
-"""How long a read waits for a writer's lock (a WAL reader only waits on recovery)."""
 NO_FILTER = RunFilter()
 """The filter that lets every run through."""
 NO_LOG_FILTER = LogFilter()
@@ -102,11 +95,7 @@ CHUNK = 500
 """Ids bound per `IN (...)`: below SQLite's oldest variable limit (999)."""
 
 
-class ModelError(DurableError):
-    """The database cannot be read: missing, not durable's, too new, or unreadable."""
-
-
-class ReadModel:
+class ReadModel(ModelConnection):
     """A read-only view of one durable database, for one process's TUI.
 
     Safe to call from any thread, one call at a time (a lock serialises them).
@@ -115,52 +104,8 @@ class ReadModel:
     """
 
     def __init__(self, db: str | Path) -> None:
-        self.path = Path(db).expanduser()
-        """The database file."""
-        self.queries = 0
-        """How many SQL statements this model has executed."""
-        self._lock = threading.Lock()
-        self._data_version: int | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._conn = self._open()
-        try:
-            self.version = self._check()
-            """The database's schema version (`PRAGMA user_version`)."""
-            self._columns = self._read_columns()
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(db)
         self._sql = Queries(self._has)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection (calling it again does nothing)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    # Change detection --------------------------------------------------------------
-    def changed(self) -> bool:
-        """Whether another connection has committed since the last call (True the
-        first time): one `PRAGMA data_version`, so an idle poll costs almost nothing.
-
-        The answer is per model: callers sharing a model share one "last call".
-        """
-        with self._lock:
-            version = int(self._fetch("PRAGMA data_version")[0][0])
-            changed, self._data_version = version != self._data_version, version
-            return changed
 
     # Runs ----------------------------------------------------------------------------
     def runs(self, filter: RunFilter = NO_FILTER, limit: int = 500) -> list[RunRow]:
@@ -347,82 +292,6 @@ class ReadModel:
                 " FROM workers w ORDER BY w.heartbeat_at DESC, w.name"
             )
         return [WorkerRow(*row) for row in fetched]
-
-    # Connection --------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
-        path = self.path
-        if not path.is_file():
-            raise ModelError(
-                f"No database at {str(path)!r}; run a flow first, or pass --db"
-            )
-        if path.stat().st_size == 0:
-            raise ModelError(f"{str(path)!r} is empty, not a durable database")
-        try:
-            conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-            )  # fmt: skip
-        except sqlite3.Error as exc:
-            raise ModelError(f"Cannot open database {str(path)!r}: {exc}") from exc
-        return conn
-
-    def _check(self) -> int:
-        try:
-            self._fetch(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._fetch("PRAGMA query_only=ON")
-            self._fetch("PRAGMA trusted_schema=OFF")
-            app_id = self._fetch("PRAGMA application_id")[0][0]
-            version = int(self._fetch("PRAGMA user_version")[0][0])
-        except ModelError as exc:
-            if isinstance(exc.__cause__, sqlite3.OperationalError):
-                raise  # locked or unreachable: says so already
-            raise ModelError(
-                f"{str(self.path)!r} is not a durable database ({exc.__cause__})"
-            ) from exc.__cause__
-        if app_id != APPLICATION_ID or version < 1:
-            raise ModelError(
-                f"{str(self.path)!r} is not a durable database; point --db or "
-                "DURABLE_DB at the file durable writes"
-            )
-        if version > SCHEMA_VERSION:
-            raise ModelError(
-                f"Database {str(self.path)!r} has schema version {version}, newer than "
-                f"this durable reads (up to {SCHEMA_VERSION}); upgrade durable"
-            )
-        return version
-
-    def _read_columns(self) -> dict[str, set[str]]:
-        columns: defaultdict[str, set[str]] = defaultdict(set)
-        for table, column in self._fetch(
-            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p"
-            " WHERE m.type = 'table'"
-        ):
-            columns[table].add(column)
-        return dict(columns)
-
-    def _has(self, table: str, column: str | None = None) -> bool:
-        found = self._columns.get(table)
-        return found is not None and (column is None or column in found)
-
-    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        if self._conn is None:
-            raise ModelError(f"The read model of {str(self.path)!r} is closed")
-        self.queries += 1
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise ModelError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        # The statements of one call read one snapshot; COMMIT ends it, so no read
-        # transaction outlives the call (a WAL checkpoint can always proceed).
-        self._fetch("BEGIN")
-        try:
-            yield
-        finally:
-            if self._conn is not None and self._conn.in_transaction:
-                self._fetch("COMMIT")
 
     def _text_matches(self, text: str | None) -> list[TextMatch]:
         """How each bare word of a filter is best looked for (see `TextMatch`)."""
