@@ -9,12 +9,22 @@ from pathlib import Path
 import pendulum
 import pytest
 from rich.text import Text
+from textual.widgets import Static, TabbedContent
 
 from durable import Flow, task
 from durable.engine.flow_runner import run_flow_async
 from durable.store import Store
 from durable.timesource import FakeTime
-from tests.tui.test_app import SIZE, START, app_for, runs_table, seed, seed_more, settle
+from tests.tui.test_app import (
+    SIZE,
+    START,
+    app_for,
+    extract,
+    runs_table,
+    seed,
+    seed_more,
+    settle,
+)
 from tui.app import DurableApp
 from tui.screens import (
     EventsScreen,
@@ -358,3 +368,39 @@ async def test_the_header_counts_runs_and_says_when_it_last_polled(
         app.action_refresh_now()
         await settle(app, pilot)
         assert "0 running · 0 failed(1h)" in app.sub_title
+
+
+@task(serializer="json")
+def as_json(x: int) -> dict[str, int]:
+    return {"rows": x}
+
+
+async def test_params_result_shows_parameters_and_results_without_unpickling(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "results.db"
+    store = await Store.open(db)
+    try:
+        with Flow("stored") as flow:
+            as_json(extract())
+        await run_flow_async(flow, store=store, run_id="res1", time=FakeTime(START))
+    finally:
+        await store.close()
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunDetailScreen)
+        app.screen.query_one("#tabs", TabbedContent).active = "params"
+        await settle(app, pilot)
+        table = app.screen.query_one("#results", VimTable)
+        cells = {
+            str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)]
+            for i in range(table.row_count)
+        }
+        assert cells["as_json-1"][1:] == ["json", "11 B", '{"rows": 1}']
+        assert cells["extract-1"][1] == "pickle"
+        assert cells["extract-1"][3].startswith("(not shown: unpickling runs code")
+        parameters = str(app.screen.query_one("#parameters", Static).render())
+        assert parameters.startswith("Parameters\n{}")

@@ -62,6 +62,10 @@ class RunDetailScreen(PollingScreen):
                 yield VerticalScroll(Static(id="dag"))
             with TabPane("Logs", id="logs"):
                 yield FollowLog(id="log")
+            with TabPane("Params/Result", id="params"):
+                yield VerticalScroll(Static(id="parameters"))
+                yield VimTable([("task", "Task"), ("serializer", "Stored as"),
+                                ("size", "Size"), ("value", "Value")], id="results")  # fmt: skip
             with TabPane("Events", id="events"):
                 yield VimTable([("time", "Time"), ("task", "Task"), ("state", "State"),
                                 ("message", "Message")], id="event-table")  # fmt: skip
@@ -72,10 +76,11 @@ class RunDetailScreen(PollingScreen):
             return None
         detail = model.run(self.run_id)
         logs = model.logs(self.run_id, after_id=self._log_after)
-        return detail, logs
+        return detail, logs, model.results(self.run_id)
 
     def apply(self, data: Any) -> None:
-        detail, logs = data
+        detail, logs, results = data
+        self._show_results(results)
         if detail is None:
             self.query_one("#header", Static).update(plain(f"No run {self.run_id}"))
             return
@@ -118,10 +123,24 @@ class RunDetailScreen(PollingScreen):
             (t.task_run_id, [*cells, _gantt(t, window, now, width)]) for t, cells in rows
         ])  # fmt: skip
         self._show_graph(detail)
+        self.query_one("#parameters", Static).update(
+            plain(f"Parameters\n{detail.parameters}")
+        )
         self.query_one("#event-table", VimTable).show([
             (str(e.id), [plain(clock(e.timestamp)), plain(e.task_slug or "(flow run)"),
                          state_cell(e.name), plain(e.message or "")])
             for e in detail.events
+        ])  # fmt: skip
+
+    def _show_results(self, results: Any) -> None:
+        """Params/Result: what each task run stored, never unpickled (JSON previewed)."""
+        self.query_one("#results", VimTable).show([
+            (r.task_run_id, [
+                plain(r.slug if r.map_index < 0 else f"{r.slug}[{r.map_index}]"),
+                plain(r.serializer), plain(f"{r.size:,} B"),
+                plain(r.preview if r.preview is not None else "(not shown: unpickling "
+                      "runs code; load it in Python with durable)"),
+            ]) for r in results
         ])  # fmt: skip
 
     def _show_graph(self, detail: RunDetail) -> None:

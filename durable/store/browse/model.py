@@ -50,6 +50,7 @@ from durable.store.browse.records import (
     HistoryRun,
     LogLine,
     ParameterRow,
+    ResultRow,
     RunCounts,
     RunDetail,
     RunRow,
@@ -134,6 +135,20 @@ class ReadModel(ModelConnection):
                 (run_id,),
             )
         return run_detail(fetched[0], tasks, history)
+
+    def results(self, run_id: str, preview: int = 120) -> list[ResultRow]:
+        """Return what a run's task runs stored as results: serializer, size and, for
+        JSON, the first `preview` characters. Nothing is unpickled."""
+        with self._lock:
+            fetched = self._fetch(
+                "SELECT r.task_run_id, t.task_slug, t.map_index, r.serializer,"
+                " length(r.value), CASE WHEN r.serializer = 'json'"
+                " THEN CAST(substr(r.value, 1, ?) AS TEXT) END"
+                " FROM task_runs t JOIN results r ON r.task_run_id = t.id"
+                " WHERE t.flow_run_id = ? ORDER BY t.rowid",
+                (preview, run_id),
+            )
+        return [ResultRow(*row) for row in fetched]
 
     def logs(
         self,

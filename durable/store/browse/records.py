@@ -246,3 +246,17 @@ class ActionRow:
     target: str
     outcome: str
     ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """A task run's stored result, described without loading it."""
+
+    task_run_id: str
+    slug: str
+    map_index: int
+    serializer: str
+    size: int
+    """Bytes stored in the database (for a result kept in a file: its reference)."""
+    preview: str | None
+    """The start of a JSON result (never a pickled one: the model does not unpickle)."""
