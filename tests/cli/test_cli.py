@@ -769,7 +769,9 @@ def test_restart_reruns_the_failed_task_and_keeps_the_successes(tmp_path: Path) 
     assert rows(db, "SELECT state FROM flow_runs") == [("Success",)]
 
 
-def test_restart_dry_run_lists_what_runs_again_and_writes_nothing(tmp_path: Path) -> None:
+def test_restart_dry_run_lists_what_runs_again_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
     db, flow = tmp_path / "x.db", write_flow(tmp_path, BROKEN_UNTIL_FIXED)
     (tmp_path / "broken").touch()
     assert durable("--db", db, "run", flow, "--run-id", "r1").exit_code == 1

@@ -72,7 +72,9 @@ async def finished_runs(db: Path) -> int:
 
 
 @pytest.mark.parametrize(
-    "seconds", [10, pytest.param(60, marks=pytest.mark.slow)], ids=lambda s: f"{s}s"
+    "seconds",
+    [10, pytest.param(60, marks=[pytest.mark.slow, pytest.mark.timeout(240)])],
+    ids=lambda s: f"{s}s",
 )
 async def test_the_tui_and_a_busy_worker_never_see_a_locked_database(
     tmp_path: Path, seconds: int

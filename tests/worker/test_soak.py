@@ -216,8 +216,10 @@ def test_four_workers_killed_at_random_run_every_tick_exactly_once(
         # A worker restarted just now may not handle SIGTERM yet (Python's default
         # ends it, -15): wait until each has registered, which it does once serving.
         wait_for(
-            lambda: read(db, lambda store: registered_pids(store))
-            >= {p.pid for p in pool.processes},
+            lambda: (
+                read(db, lambda store: registered_pids(store))
+                >= {p.pid for p in pool.processes}
+            ),
             timeout=30,
             what="every worker registered",
         )
