@@ -20,6 +20,7 @@ from durable.cli.base import (
 )
 from durable.cli.loading import load_flow, parse_params
 from durable.core.flow import Flow
+from durable.executors import executor_from_spec
 from durable.store.connection import Durability
 from durable.store.records import (
     FlowRunRecord,
@@ -53,9 +54,16 @@ def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) ->
     default=None,
     help="fsync level: full (default) survives power loss; normal is faster.",
 )
+@click.option(
+    "--executor",
+    "executor_spec",
+    metavar="KIND",
+    help="Where task bodies run: local, concurrent[:N], process[:N] or dask[:ADDRESS] "
+    "(default: the flow's executor, else local).",
+)
 @pass_settings
 def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | None,
-        durability: Durability | None) -> None:  # fmt: skip
+        durability: Durability | None, executor_spec: str | None) -> None:  # fmt: skip
     """Run a flow from a Python file."""
     path, _, name = (
         target.partition(":") if not os.path.exists(target) else (target, "", "")
@@ -67,9 +75,11 @@ def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | 
     parameters = parse_params(params)
     with reported(settings):
         flow.validate_parameters(parameters)  # a bad parameter is one line, no run id
+        executor = None if executor_spec is None else executor_from_spec(executor_spec)
     click.echo(f"Flow run {run_id} of flow {flow.name!r}", err=True)
     state = _run_flow(settings, flow, parameters=parameters, run_id=run_id,
-                      durability=durability or _env_durability())  # fmt: skip
+                      durability=durability or _env_durability(),
+                      executor=executor)  # fmt: skip
     finish(state, run_id)
 
 

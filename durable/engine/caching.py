@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ from durable.engine.cache_validators import (
 from durable.errors import SerializationError
 from durable.states import Cached, Failed, State, Success
 from durable.store.records import CacheEntryRecord, NewCacheEntry
+from durable.store.results import (
+    PendingFile,
+    is_file_reference,
+    stored_serializer_name,
+)
 from durable.store.serializers import SERIALIZERS, Serializer, resolve_serializer
 from durable.timesource import from_timestamp
 
@@ -92,7 +98,7 @@ async def check_target(
             ),
         )
     message = f"Result found at task target {str(path)!r}."
-    return runner.transition(
+    return await runner.transition_with_result(
         state, Cached(message, result=value, context={"target": str(path)})
     )
 
@@ -129,7 +135,7 @@ async def check_cache(
                 continue
             found, value = await _load_entry(runner, entry)
             if found:
-                return runner.transition(state, _reused(entry, value))
+                return await runner.transition_with_result(state, _reused(entry, value))
     logger.debug("Task %r: no valid cached result under %r", runner.display_name, key)
     return state
 
@@ -151,8 +157,13 @@ async def cache_result(runner: TaskRunner, value: Any, inputs: dict[str, Any]) -
     if task.cache_for is None:
         return success
     serializer = resolve_serializer(task.serializer)
-    try:
-        blob = serializer.dumps(value)
+    env = runner.env
+    try:  # an entry holds its own copy: in a file of its own when it is large
+        blob = env.store.result_files.serialize(
+            serializer, value, stem=f"cache-{runner.task_run_id}"
+        )
+        if isinstance(blob, PendingFile):  # durable before the entry is queued
+            blob = await anyio.to_thread.run_sync(blob.persist)
     except Exception as exc:  # noqa: BLE001 (the user's value failed to serialize)
         error = SerializationError(
             task_name=task.name,
@@ -164,15 +175,14 @@ async def cache_result(runner: TaskRunner, value: Any, inputs: dict[str, Any]) -
             ),
         )
         return Failed(str(error), result=error)
-    env = runner.env
     now = env.time.timestamp()
     entry = NewCacheEntry(
         cache_key=cache_key(runner),
         map_index=runner.map_index,
         flow_run_id=env.run_id,
         task_run_id=runner.task_run_id,
-        serializer=serializer.name,
-        value=blob,
+        serializer=blob[0],
+        value=blob[1],
         hashed_inputs=fingerprints(inputs),
         hashed_parameters=fingerprints(context.get("parameters")),
         created_at=now,
@@ -330,14 +340,19 @@ def _reused(entry: CacheEntryRecord, value: Any) -> Cached:
 async def _load_entry(runner: TaskRunner, entry: CacheEntryRecord) -> tuple[bool, Any]:
     # An entry that cannot be read (gone, or its class has moved) is a miss, not a
     # failure: the cache only saves work, and running the body again is always correct.
+    files = runner.env.store.result_files
     blob = await runner.env.store.load_cache_value(entry.id)
     own = resolve_serializer(runner.task.serializer)
-    serializer = (
-        own if entry.serializer == own.name else SERIALIZERS.get(entry.serializer)
-    )
+    name = stored_serializer_name(entry.serializer)
+    serializer = own if name == own.name else SERIALIZERS.get(name)
     if blob is None or serializer is None:
         return False, None
     try:
+        if is_file_reference(blob[0]):  # a large value: read it off the event loop
+            value = await anyio.to_thread.run_sync(
+                partial(files.load, blob[0], blob[1], serializer=serializer)
+            )
+            return True, value
         return True, serializer.loads(blob[1])
     except Exception as exc:  # noqa: BLE001 (unpickling runs the user's code)
         logger.warning(

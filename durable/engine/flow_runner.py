@@ -25,7 +25,6 @@ from durable import context
 from durable.core.flow import Flow
 from durable.core.identity import shape
 from durable.engine.cancel import CancelWatch, cancel_unfinished
-from durable.engine.executors import Executor, LocalExecutor
 from durable.engine.mapping import (
     blocked_map,
     map_sources,
@@ -38,6 +37,7 @@ from durable.engine.resume import RunLoader
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
 from durable.errors import RunNotFoundError
+from durable.executors import Executor, LocalExecutor
 from durable.log import configure_console, store_logs
 from durable.states import (
     Cancelled,
@@ -121,7 +121,9 @@ class FlowRunner:
             self._watch = CancelWatch(self.store, plan.run_id, poll=self.cancel_poll)
             state = self.set_running(plan)
             if not await self._watch.check(now=True):
-                await self.run_tasks(plan)
+                # The executor's pool or cluster lives for the run's task runs only.
+                async with self.executor.start():
+                    await self.run_tasks(plan)
             if self._watch.requested:
                 state = self.cancel(plan, state)
             else:

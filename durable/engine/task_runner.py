@@ -19,9 +19,9 @@ from durable.core.edge import Edge
 from durable.core.parameter import Parameter
 from durable.core.task import Task
 from durable.engine.caching import cache_result, check_cached
-from durable.engine.executors import Executor
 from durable.engine.runner import as_transition, call_handlers
 from durable.errors import SerializationError
+from durable.executors import Executor
 from durable.log import capture_prints
 from durable.states import (
     Failed,
@@ -39,6 +39,7 @@ from durable.states import (
     TriggerFailed,
 )
 from durable.store import Store
+from durable.store.results import PendingFile
 from durable.store.serializers import JSON, PICKLE, dump_exception, resolve_serializer
 from durable.timesource import TimeSource
 
@@ -233,11 +234,12 @@ class TaskRunner:
             new = value.state
             if isinstance(new, Looped):
                 new.loop_count = self.loop_count + 1
-            return self.transition(state, new)
+            return await self.transition_with_result(state, new)
         if kind == "error":
             new = Failed(f"Error during execution of task: {value!r}", result=value)
             return self.transition(state, new)
-        return self.transition(state, await cache_result(self, value, inputs))
+        new = await cache_result(self, value, inputs)
+        return await self.transition_with_result(state, new)
 
     def check_for_retry(self, state: State) -> State:
         """Turn a failure into Retrying while retries remain (and `retry_on` matches)."""
@@ -261,11 +263,35 @@ class TaskRunner:
         """Run the handlers, stamp the state and queue its checkpoint (with its result).
 
         Result and state commit in one transaction: a task is never finished without its
-        result. A result that cannot be serialized fails the task instead.
+        result. A result that cannot be serialized fails the task instead. A result large
+        enough for a file is fsynced here, blocking the event loop: the paths that
+        carry a body's value use `transition_with_result`, which does that off the loop.
         """
+        new, blob = self._handle(old, new)
+        if isinstance(blob, PendingFile):
+            blob = self._persist(new, blob)
+        return self._record(new, blob)
+
+    async def transition_with_result(self, old: State, new: State) -> State:
+        """`transition` for a state carrying a value: its file is fsynced off the loop.
+
+        The file (a result over the threshold) is durable under its final name before
+        its checkpoint is even queued, so no commit can name a file that a crash could
+        lose; other tasks run on while it syncs.
+        """
+        new, blob = self._handle(old, new)
+        if isinstance(blob, PendingFile):
+            blob = await anyio.to_thread.run_sync(self._persist, new, blob)
+        return self._record(new, blob)
+
+    def _handle(
+        self, old: State, new: State
+    ) -> tuple[State, ResultBlob | PendingFile | SerializationError]:
         if self.task.state_handlers:
             new = call_handlers(self.task, self.task.state_handlers, old, new, logger)
-        blob = self._result_blob(new)
+        return new, self._result_blob(new)
+
+    def _record(self, new: State, blob: ResultBlob | SerializationError) -> State:
         if isinstance(blob, SerializationError):
             new = Failed(str(blob), result=blob)
             blob = (PICKLE.name, dump_exception(blob))
@@ -277,7 +303,22 @@ class TaskRunner:
         self._log_transition(new)
         return new
 
-    def _result_blob(self, state: State) -> ResultBlob | SerializationError:
+    def _persist(
+        self, state: State, pending: PendingFile
+    ) -> ResultBlob | SerializationError:
+        try:
+            return pending.persist()
+        except OSError as exc:  # a full or failing disk fails the task, not the run
+            return SerializationError(
+                task_name=self.task.name,
+                type_name=type(state.result).__qualname__,
+                serializer=pending.serializer,
+                reason=f"cannot write its result file {str(pending.path)!r}: {exc}",
+            )
+
+    def _result_blob(
+        self, state: State
+    ) -> ResultBlob | PendingFile | SerializationError:
         if not state.has_result:
             return None
         value = state.result
@@ -295,9 +336,10 @@ class TaskRunner:
             self.task, Parameter
         ):  # readable when it can be, pickled otherwise
             serializers = [JSON, PICKLE]
+        files = self.env.store.result_files
         for serializer in serializers:
-            try:
-                return (serializer.name, serializer.dumps(value))
+            try:  # inline bytes, or a file for a result over the threshold
+                return files.serialize(serializer, value, stem=self.task_run_id)
             except Exception as exc:  # noqa: BLE001 (the user's value failed to pickle)
                 error = SerializationError(
                     task_name=self.task.name,
@@ -367,4 +409,5 @@ class TaskRunner:
             "task_loop_count": self.loop_count + 1,
             "task_loop_result": self.loop_result,
             "logger": self.logger,
+            "log_stdout": self.task.log_stdout,  # process and Dask bodies capture there
         }

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from durable.store.connection import (
     migrate,
     resolve_db_path,
 )
+from durable.store.limits import ConcurrencyLimits
 from durable.store.records import (
     CacheEntryRecord,
     FlowRunRecord,
@@ -41,17 +43,24 @@ from durable.store.records import (
 )
 from durable.store.registry import FlowRegistry
 from durable.store.reruns import Reruns
+from durable.store.results import (
+    ResultFiles,
+    expired_cache_files,
+    result_file_of,
+    results_directory,
+    threshold_from_env,
+)
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
 
-class Store(FlowRegistry, Reruns):
+class Store(FlowRegistry, Reruns, ConcurrencyLimits):
     """One durable database: a writer thread for checkpoints, a reader for queries.
 
     Registered flows (`register_flow`, `list_flows`, `load_registered_flow`) come from
     `FlowRegistry`; scheduled runs and the operations on them (trigger, backfill,
     pause, cancel, workers) from `ScheduledRuns` and `Operations`; re-runs and the
-    audit log from `Reruns`.
+    audit log from `Reruns`; task concurrency limits from `ConcurrencyLimits`.
     """
 
     def __init__(
@@ -65,6 +74,9 @@ class Store(FlowRegistry, Reruns):
         self._sync_lock = threading.Lock()
         self._closed = False
         self._owner: tuple[int, str] | None = None
+        self.result_files = ResultFiles(results_directory(path), threshold_from_env())
+        """Where results above the size threshold go (`<db>.results/`), and the
+        threshold (`DURABLE_RESULT_FILE_THRESHOLD`, 1 MiB by default)."""
 
     @property
     def owner(self) -> tuple[int, str]:
@@ -234,10 +246,13 @@ class Store(FlowRegistry, Reruns):
     ) -> None:
         """Queue a task run's state change, with its result in the same transaction.
 
-        A task is never finished without its result: both commit together.
+        A task is never finished without its result: both commit together. A result
+        that names a file (`file:` serializer) must be persisted before this is called;
+        the file of a result it replaces is removed once the replacement commits.
         """
         t = transition
         running = t.name == "Running"
+        files = self.result_files
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -250,6 +265,9 @@ class Store(FlowRegistry, Reruns):
             )  # fmt: skip
             rows.append_state(conn, run_id, task_run_id, t)
             if result is not None:
+                replaced = result_file_of(conn, task_run_id)
+                if replaced is not None:
+                    self.writer.after_commit(partial(files.remove, replaced))
                 conn.execute(
                     "INSERT INTO results (task_run_id, serializer, value, created_at)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (task_run_id) DO UPDATE SET"
@@ -275,9 +293,12 @@ class Store(FlowRegistry, Reruns):
         The engine queues it just before the task run's Cached state: it commits with
         that state (usually in the same transaction) or before it, never after.
         """
-        e = entry
+        e, files = entry, self.result_files
 
         def write(conn: sqlite3.Connection) -> None:
+            expired = expired_cache_files(conn, e.cache_key, e.map_index, e.created_at)
+            for name in expired:  # removed once the entries' rows are gone for good
+                self.writer.after_commit(partial(files.remove, name))
             conn.execute(
                 "DELETE FROM cache WHERE cache_key = ? AND map_index = ?"
                 " AND expires_at <= ?",
@@ -429,7 +450,8 @@ class Store(FlowRegistry, Reruns):
                 row = rows.select_result(self._sync_reader, task_run_id)
         if row is None:
             raise StoreError(f"Task run {task_run_id!r} has no stored result")
-        return SERIALIZERS[row[0]].loads(row[1])
+        # Read outside the lock: a result file may take seconds to load.
+        return self.result_files.load(row[0], row[1])
 
     async def is_cancel_requested(self, run_id: str) -> bool:
         """Whether someone asked (`durable cancel`) for this run to stop."""

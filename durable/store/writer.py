@@ -68,6 +68,7 @@ class CheckpointWriter:
         self._committed = 0
         self._error: BaseException | None = None
         self._stopping = False
+        self._after_commit: list[Callable[[], object]] = []  # the writer thread's own
         self.fence: Callable[[sqlite3.Connection], bool] | None = None
         """Checked first in every transaction: if it returns False, the transaction
         is rolled back and the writer stops (another process owns the run now)."""
@@ -87,6 +88,14 @@ class CheckpointWriter:
             self._submitted += 1
             self._cond.notify()
             return self._submitted
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once the transaction being written commits (never if it fails).
+
+        Called by an operation, on the writer thread: for work that must follow the
+        commit, such as removing a result file that the commit stopped naming.
+        """
+        self._after_commit.append(callback)
 
     def add_log(self, row: LogRow) -> None:
         """Queue one log row for the next batch (any thread; never blocks)."""
@@ -161,6 +170,7 @@ class CheckpointWriter:
                         self._error = exc
                         self._cond.notify_all()
                     return
+                self._run_after_commit()
                 with self._cond:
                     self._committed = last
                     # What is still queued arrived at the latest now: age it from here.
@@ -169,6 +179,15 @@ class CheckpointWriter:
                     self._cond.notify_all()
             if stopping and not self._queue:
                 return
+
+    def _run_after_commit(self) -> None:
+        # Before the waiters wake: once `flush` returns, the callbacks have run.
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 (the commit stands; log and go on)
+                logger.warning("after-commit step failed: %s", exc)
 
     @staticmethod
     def _write(
