@@ -229,6 +229,21 @@ CREATE TABLE actions (
     outcome TEXT NOT NULL,
     ok      INTEGER NOT NULL
 );
+-- Task concurrency limits by tag (Prefect 1's task concurrency limits): at most `slots`
+-- task runs with the tag run at once, across every flow run on this database. A slot
+-- names its holder process, so a slot of a process that died is taken back.
+CREATE TABLE concurrency_limits (
+    tag   TEXT PRIMARY KEY,
+    slots INTEGER NOT NULL
+);
+CREATE TABLE concurrency_slots (
+    tag         TEXT NOT NULL,
+    task_run_id TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    pid_started TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    PRIMARY KEY (tag, task_run_id)
+);
 """
 
 MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
