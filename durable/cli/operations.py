@@ -272,3 +272,42 @@ def actions(settings: Settings, limit: int) -> None:
     found = with_store(settings, lambda store: store.list_actions(limit))
     with reported(settings):
         views.print_actions(found[::-1])
+
+
+# task concurrency limits -------------------------------------------------------------
+@cli.group()
+def limits() -> None:
+    """Task concurrency limits by tag: at most N task runs with a tag run at once, across
+    every flow run on the database."""
+
+
+@limits.command("set")
+@click.argument("tag")
+@click.argument("slots", type=click.IntRange(min=1))
+@pass_settings
+def limits_set(settings: Settings, tag: str, slots: int) -> None:
+    """Let at most SLOTS task runs tagged TAG run at once (flow runs that start from now
+    on honour it)."""
+    with_store(settings, lambda store: store.set_limit(tag, slots), writable=True)
+    click.echo(f"At most {slots} task runs tagged {tag!r} run at once")
+
+
+@limits.command("rm")
+@click.argument("tag")
+@pass_settings
+def limits_rm(settings: Settings, tag: str) -> None:
+    """Remove the limit of TAG."""
+    with_store(settings, lambda store: store.set_limit(tag, None), writable=True)
+    click.echo(f"Task runs tagged {tag!r} are not limited any more")
+
+
+@limits.command("ls")
+@pass_settings
+def limits_ls(settings: Settings) -> None:
+    """List the limits, each with the task runs holding its slots now."""
+    found = with_store(settings, lambda store: store.list_limits())
+    if not found:
+        click.echo("No concurrency limit is set; set one with: durable limits set TAG N")
+    for limit in found:
+        held = ", ".join(limit.holders) or "none"
+        click.echo(f"{limit.tag}  {len(limit.holders)}/{limit.slots} in use  ({held})")

@@ -86,6 +86,7 @@ class FlowRunner:
         self.scheduled_start_time = scheduled_start_time
         """When the run was scheduled to start (a schedule's event), if it was."""
         self.executor: Executor = executor or flow.executor or LocalExecutor()
+        self._limited: frozenset[str] = frozenset()  # tags of this flow with a limit
         self.allow_flow_changes = allow_flow_changes
         self.ran = 0
         """How many task runs this call ran (or tried to)."""
@@ -118,6 +119,10 @@ class FlowRunner:
                             plan.state.name)  # fmt: skip
                 plan.state.result = self._task_states(plan)
                 return plan.state
+            tags = {tag for t in self._order for tag in t.task.tags}
+            if tags:  # untagged flows never read the limits
+                limits = await self.store.list_limits()
+                self._limited = frozenset(lim.tag for lim in limits) & tags
             self._watch = CancelWatch(self.store, plan.run_id, poll=self.cancel_poll)
             state = self.set_running(plan)
             if not await self._watch.check(now=True):
@@ -414,7 +419,8 @@ class FlowRunner:
         return children
 
     def _runner(self, plan: RunPlan, task: TaskPlan, run: TaskRunPlan) -> TaskRunner:
-        env = RunEnvironment(plan.run_id, self.store, self.time, self.executor)
+        env = RunEnvironment(plan.run_id, self.store, self.time, self.executor,
+                             self._limited)  # fmt: skip
         return TaskRunner(
             task.task, task.slug, run.task_run_id, run.attempts, env, run.map_index
         )

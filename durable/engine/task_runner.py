@@ -19,6 +19,7 @@ from durable.core.edge import Edge
 from durable.core.parameter import Parameter
 from durable.core.task import Task
 from durable.engine.caching import cache_result, check_cached
+from durable.engine.limits import concurrency_slots
 from durable.engine.runner import as_transition, call_handlers
 from durable.errors import SerializationError
 from durable.executors import Executor
@@ -57,6 +58,8 @@ class RunEnvironment:
     store: Store
     time: TimeSource
     executor: Executor
+    limited_tags: frozenset[str] = frozenset()
+    """Tags with a concurrency limit (read when the flow run started)."""
 
 
 def is_waiting_for_approval(state: State) -> bool:
@@ -118,8 +121,11 @@ class TaskRunner:
     async def run_until_final(self, state: State, inputs: dict[str, Any]) -> State:
         """Run the body again and again through retries, loops and timed pauses."""
         while True:
-            state = self.set_running(state)
-            state = await self.run_body(state, inputs)
+            slots = concurrency_slots(self.env, self.task.name, self.task.tags,
+                                      self.task_run_id)  # fmt: skip
+            async with slots:  # of each limited tag, for this attempt
+                state = self.set_running(state)
+                state = await self.run_body(state, inputs)
             state = self.check_for_retry(state)
             if isinstance(state, Looped):
                 self.loop_count, self.loop_result = state.loop_count or 0, state.result

@@ -813,3 +813,17 @@ def test_restart_queue_leaves_it_to_a_worker_and_is_in_the_audit_log(
     assert listed.exit_code == 0, listed.output
     assert "restart" in listed.output
     assert "queued for a worker" in listed.output
+
+
+def test_limits_set_list_and_remove(tmp_path: Path) -> None:
+    db, flow = tmp_path / "x.db", write_flow(tmp_path, CHAIN)
+    assert durable("--db", db, "run", flow).exit_code == 0
+    assert "No concurrency limit is set" in durable("--db", db, "limits", "ls").output
+
+    assert durable("--db", db, "limits", "set", "db", "2").exit_code == 0
+    assert durable("--db", db, "limits", "ls").output == "db  0/2 in use  (none)\n"
+    result = durable("--db", db, "limits", "set", "db", "0")
+    assert result.exit_code == 2
+    assert "0 is not in the range x>=1" in result.output
+    assert durable("--db", db, "limits", "rm", "db").exit_code == 0
+    assert rows(db, "SELECT COUNT(*) FROM concurrency_limits") == [(0,)]
