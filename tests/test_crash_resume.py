@@ -280,6 +280,12 @@ def crash_and_resume(scenario: Scenario) -> None:
     """Kill a run mid-chain, note what was committed, resume it, and check everything."""
     killed_pid = kill_run(scenario)
     committed = committed_successes(scenario)
+    # Commits are ordered (group commit, pipelined): what survived a kill is a prefix of
+    # the chain, never a task without the one before it.
+    assert committed == set(SLUGS[: len(committed)]), (
+        f"committed Successes are not a prefix of the chain: {sorted(committed)} "
+        f"{scenario.describe()}"
+    )
     resumed_pid = resume_run(scenario)
     check_executions(scenario, committed, killed_pid, resumed_pid)
     check_database(scenario)
