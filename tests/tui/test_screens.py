@@ -404,3 +404,38 @@ async def test_params_result_shows_parameters_and_results_without_unpickling(
         assert cells["extract-1"][3].startswith("(not shown: unpickling runs code")
         parameters = str(app.screen.query_one("#parameters", Static).render())
         assert parameters.startswith("Parameters\n{}")
+
+
+async def test_flow_detail_schedule_tab_lists_the_schedule_and_its_runs(
+    tmp_path: Path,
+) -> None:
+    from durable import control
+    from durable.store.packaging import package_flow
+    from tests.worker.flows import every_minute
+
+    db = tmp_path / "scheduled.db"
+    store = await Store.open(db)
+    try:
+        flow = every_minute("ticking")
+        await store.register_flow(package_flow(flow, file=None, registered_at=0))
+        triggered = await control.trigger(store, "ticking", {}, time=FakeTime(START))
+    finally:
+        await store.close()
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.push_screen(FlowDetailScreen("ticking"))
+        await settle(app, pilot)
+        app.screen.query_one("#tabs", TabbedContent).active = "schedule"
+        await settle(app, pilot)
+        line = str(app.screen.query_one("#schedule-line", Static).render())
+        assert line.startswith(
+            "Schedule: every minute from 2026-01-01 00:00 UTC · next run"
+        )
+        table = app.screen.query_one("#flow-scheduled", VimTable)
+        assert table.row_count == 1
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row[0] == "◷ Scheduled"
+        assert row[2:4] == ["ticking", "manual"]
+        table.move_cursor(row=0)
+        assert table.selected_key == triggered.run.id

@@ -22,10 +22,13 @@ from tui.render.spark import percentile, sparkline
 from tui.render.timefmt import DASH, clock, duration, relative
 from tui.screens.base import ACTIVE, PollingScreen, plain
 from tui.screens.runs import RUN_COLUMNS, run_cells
+from tui.screens.tables import SchedulesScreen, scheduled_rows
 from tui.widgets import Cell, VimTable
 
 LIMIT = 100
 """The runs a Flow detail reads: the grid shows the newest that fit its width."""
+SCHEDULED = 30
+"""Scheduled runs the Schedule tab lists (the waiting ones first)."""
 FAILED = frozenset({"Failed", "TimedOut", "TriggerFailed", "Crashed"})
 DURATION_COLUMNS = [("task", "Task"), ("spark", "Duration, oldest → newest"),
                     ("p50", "p50"), ("p95", "p95"), ("last", "Last")]  # fmt: skip
@@ -176,19 +179,40 @@ class FlowDetailScreen(PollingScreen):
                 yield VimTable(RUN_COLUMNS, id="flow-runs")
             with TabPane("Durations", id="durations"):
                 yield VimTable(DURATION_COLUMNS, id="durations-table")
+            with TabPane("Schedule", id="schedule"):
+                yield Static(id="schedule-line")
+                yield VimTable(SchedulesScreen.COLUMNS, id="flow-scheduled")
         yield Footer()
 
     def load(self, model: Any, force: bool) -> Any:
         if not model.changed() and not force:
             return None
-        return model.flow_history(self.flow_name, LIMIT) or False
+        history = model.flow_history(self.flow_name, LIMIT)
+        if history is None:
+            return False
+        return history, model.scheduled(flow=self.flow_name, limit=SCHEDULED)
 
     def apply(self, data: Any) -> None:
         if data is False:
             self.query_one("#header", Static).update(plain(f"No flow {self.flow_name}"))
             return
-        self.history = data
-        self.show_history(data)
+        self.history, scheduled = data
+        self.show_history(self.history)
+        self._show_schedule(self.history, scheduled)
+
+    def _show_schedule(self, history: FlowHistory, scheduled: Any) -> None:
+        """The Schedule tab: the schedule in one line, then its waiting and latest runs
+        (the next fire times need the pickled schedule: `durable flows` computes them)."""
+        now = self.durable.clock()
+        line = (
+            f"Schedule: {history.schedule or 'none (durable register a flow with one)'}"
+        )
+        if history.paused:
+            line += " · ⏸ paused (P resumes)"
+        if history.next_tick is not None:
+            line += f" · next run {clock(history.next_tick)} ({relative(history.next_tick, now)})"
+        self.query_one("#schedule-line", Static).update(plain(line))
+        self.query_one("#flow-scheduled", VimTable).show(scheduled_rows(scheduled, now))
 
     def tick(self) -> None:
         """Advance the running durations (no query)."""

@@ -77,10 +77,15 @@ class SchedulesScreen(TableScreen):
         return str(item.id)
 
     def rows(self, items: Sequence[Any], now: float) -> list[tuple[str, list[Cell]]]:
-        return [(s.id, [state_cell(s.status), plain(f"{clock(s.scheduled_for)} "
-                        f"({relative(s.scheduled_for, now)})"), plain(s.flow_name),
-                        plain(s.kind), plain(s.worker or "—"), plain(s.message or "")])
-                for s in items]  # fmt: skip
+        return scheduled_rows(items, now)
+
+
+def scheduled_rows(items: Sequence[Any], now: float) -> list[tuple[str, list[Cell]]]:
+    """Rows of scheduled runs (`ScheduledRow`s) for the `SchedulesScreen.COLUMNS`."""
+    return [(s.id, [state_cell(s.status), plain(f"{clock(s.scheduled_for)} "
+                    f"({relative(s.scheduled_for, now)})"), plain(s.flow_name),
+                    plain(s.kind), plain(s.worker or "—"), plain(s.message or "")])
+            for s in items]  # fmt: skip
 
 
 class WorkersScreen(TableScreen):
