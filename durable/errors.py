@@ -17,9 +17,25 @@ the same mistakes and code written for it catches that.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DurableError(Exception):
     """Base class for every error durable raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A task may raise one, and a failed task's exception is pickled as its result:
+        # rebuild it from its message and attributes, whatever its __init__ takes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[DurableError], args: tuple[Any, ...], state: dict[str, Any]
+) -> DurableError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(DurableError, ValueError):

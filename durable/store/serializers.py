@@ -147,6 +147,10 @@ class StoredException(Exception):  # noqa: N818 (it stands for the user's except
         self.traceback_text = traceback_text
         """The original traceback, formatted."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles its args (one message) by default: give __init__ its three.
+        return (type(self), (self.type_name, self.message, self.traceback_text))
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> StoredException:
         """Describe an exception by its type, message and traceback."""
