@@ -84,28 +84,37 @@ def store_logs(run_id: str, sink: LogSink) -> Iterator[None]:
         root.removeHandler(handler)
 
 
-_print_target: ContextVar[logging.Logger | None] = ContextVar(
+class _Capture:
+    """One capturing block: its logger and the start of a line not ended yet."""
+
+    __slots__ = ("logger", "rest")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger, self.rest = logger, ""
+
+
+_print_target: ContextVar[_Capture | None] = ContextVar(
     "durable_print_target", default=None
 )
 
 
 class _StdoutRouter:
-    """Stands in for sys.stdout: sends a capturing task's prints to its logger."""
+    """Stands in for sys.stdout: sends a capturing task's prints to its logger.
+
+    Each capturing block buffers its own unfinished line: mapped children share a
+    logger, and under threads their `print`s interleave (the text, then a newline).
+    """
 
     def __init__(self, original: IO[str]) -> None:
         self.original = original
-        self._buffers: dict[int, str] = {}
 
     def write(self, text: str) -> int:
-        target = _print_target.get()
-        if target is None:
+        capture = _print_target.get()
+        if capture is None:
             return self.original.write(text)
-        key = id(target)
-        pending = self._buffers.get(key, "") + text
-        *lines, rest = pending.split("\n")
+        *lines, capture.rest = (capture.rest + text).split("\n")
         for line in lines:
-            target.info(line)
-        self._buffers[key] = rest
+            capture.logger.info(line)
         return len(text)
 
     def flush(self) -> None:
@@ -120,12 +129,11 @@ def capture_prints(logger: logging.Logger) -> Iterator[None]:
     """Send `print` output of the code inside the block (this context only) to `logger`."""
     if not isinstance(sys.stdout, _StdoutRouter):
         sys.stdout = _StdoutRouter(sys.stdout)
-    router = sys.stdout
-    token = _print_target.set(logger)
+    capture = _Capture(logger)
+    token = _print_target.set(capture)
     try:
         yield
     finally:
         _print_target.reset(token)
-        rest = router._buffers.pop(id(logger), "")
-        if rest:
-            logger.info(rest)
+        if capture.rest:
+            logger.info(capture.rest)
