@@ -26,6 +26,19 @@ from durable.store.records import (
     FlowRunRecord,
 )
 
+executor_option = click.option(
+    "--executor",
+    "executor_spec",
+    metavar="KIND",
+    help="Where task bodies run: local, concurrent[:N], process[:N] or dask[:ADDRESS] "
+    "(default: the flow's executor, else local).",
+)
+
+
+def _executor(settings: Settings, spec: str | None) -> Any:
+    with reported(settings):
+        return None if spec is None else executor_from_spec(spec)
+
 
 def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) -> Any:
     from durable.engine.flow_runner import run_flow  # the engine loads only to run
@@ -54,13 +67,7 @@ def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) ->
     default=None,
     help="fsync level: full (default) survives power loss; normal is faster.",
 )
-@click.option(
-    "--executor",
-    "executor_spec",
-    metavar="KIND",
-    help="Where task bodies run: local, concurrent[:N], process[:N] or dask[:ADDRESS] "
-    "(default: the flow's executor, else local).",
-)
+@executor_option
 @pass_settings
 def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | None,
         durability: Durability | None, executor_spec: str | None) -> None:  # fmt: skip
@@ -75,7 +82,7 @@ def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | 
     parameters = parse_params(params)
     with reported(settings):
         flow.validate_parameters(parameters)  # a bad parameter is one line, no run id
-        executor = None if executor_spec is None else executor_from_spec(executor_spec)
+    executor = _executor(settings, executor_spec)
     click.echo(f"Flow run {run_id} of flow {flow.name!r}", err=True)
     state = _run_flow(settings, flow, parameters=parameters, run_id=run_id,
                       durability=durability or _env_durability(),
@@ -98,12 +105,14 @@ def _env_durability() -> Durability:
     is_flag=True,
     help="Resume even though the flow's tasks or edges changed.",
 )
+@executor_option
 @pass_settings
 def resume(settings: Settings, run_id: str, file: str | None,
-           allow_flow_changes: bool) -> None:  # fmt: skip
+           allow_flow_changes: bool, executor_spec: str | None) -> None:  # fmt: skip
     """Resume a run: finished task runs are skipped, the rest run."""
+    executor = _executor(settings, executor_spec)
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
-    continue_run(settings, record, file, allow_flow_changes)
+    continue_run(settings, record, file, allow_flow_changes, executor=executor)
 
 
 @cli.command()
@@ -147,6 +156,7 @@ def continue_run(
     allow_flow_changes: bool,
     *,
     restart: bool | list[str] = False,
+    executor: Any = None,
 ) -> NoReturn:
     """Load the run's flow (from its recorded file, or `file`) and drive the run on."""
     source = file or record.source_path
@@ -159,7 +169,8 @@ def continue_run(
     flow = load_flow(source, record.flow_name, debug=settings.debug)
     state = _run_flow(settings, flow, run_id=record.id,
                       allow_flow_changes=allow_flow_changes,
-                      durability=_env_durability(), restart=restart)  # fmt: skip
+                      durability=_env_durability(), restart=restart,
+                      executor=executor)  # fmt: skip
     finish(state, record.id)
 
 
@@ -173,10 +184,11 @@ def continue_run(
               help="Only list the task runs that would run again and those reused.")  # fmt: skip
 @click.option("--queue", is_flag=True,
               help="Let a worker run the restart instead of running it here.")  # fmt: skip
+@executor_option
 @pass_settings
 def restart(
     settings: Settings, run_id: str, file: str | None, from_tasks: tuple[str, ...],
-    dry_run: bool, queue: bool,
+    dry_run: bool, queue: bool, executor_spec: str | None,
 ) -> None:  # fmt: skip
     """Run a run's failed task runs, and everything downstream of them, again
     (successes are reused)."""
@@ -209,4 +221,5 @@ def restart(
         _queued(f"Restart of run {record.id}", queued.served)
         return
     restart_from: bool | list[str] = start or True
-    continue_run(settings, record, file, allow_flow_changes=False, restart=restart_from)
+    continue_run(settings, record, file, allow_flow_changes=False, restart=restart_from,
+                 executor=_executor(settings, executor_spec))  # fmt: skip

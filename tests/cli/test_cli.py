@@ -827,3 +827,17 @@ def test_limits_set_list_and_remove(tmp_path: Path) -> None:
     assert "0 is not in the range x>=1" in result.output
     assert durable("--db", db, "limits", "rm", "db").exit_code == 0
     assert rows(db, "SELECT COUNT(*) FROM concurrency_limits") == [(0,)]
+
+
+def test_resume_and_restart_take_an_executor(tmp_path: Path) -> None:
+    db, flow = tmp_path / "x.db", write_flow(tmp_path, BROKEN_UNTIL_FIXED)
+    (tmp_path / "broken").touch()
+    assert durable("--db", db, "run", flow, "--run-id", "r1").exit_code == 1
+    (tmp_path / "broken").unlink()
+
+    bad = durable("--db", db, "resume", "r1", "--executor", "gpu")
+    assert bad.exit_code == 2
+    assert "gpu" in bad.output
+    result = durable("--db", db, "restart", "r1", "--executor", "concurrent:2")
+    assert result.exit_code == 0, result.output
+    assert ran(tmp_path) == Counter({"extract": 1, "transform": 2})
