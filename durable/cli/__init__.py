@@ -8,12 +8,13 @@ unusable, 5 the database comes from a newer durable, 130 interrupted (the run is
 
 from __future__ import annotations
 
-from durable.cli import operations, reading, registry, running, tui, worker
+from durable.cli import doctor, operations, reading, registry, running, tui, worker
 from durable.cli.base import cli, main
 from durable.cli.loading import load_flow, load_flows
 
 __all__ = [
     "cli",
+    "doctor",
     "load_flow",
     "load_flows",
     "main",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import anyio
 import click
 
 from durable.cli.base import Settings, cli, pass_settings, reported, with_store
+from durable.doctor import is_wal_reset_fixed
 from durable.store import Store, resolve_db_path
 from durable.timesource import SYSTEM_TIME
 from durable.worker import CATCHUPS, Catchup, Launcher, SubprocessLauncher, Worker
@@ -51,6 +53,10 @@ def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
                 catchup=catchup, grace=timedelta(seconds=grace),
             )  # fmt: skip
             click.echo(f"Worker {runner.name} on {store.path}", err=True)
+            if not is_wal_reset_fixed(sqlite3.sqlite_version_info):
+                click.echo(f"Warning: SQLite {sqlite3.sqlite_version} has the WAL-reset "
+                           "bug (see: durable doctor); several workers writing one "
+                           "database at once can corrupt it", err=True)  # fmt: skip
             if burst:
                 await runner.burst()
             else:
