@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_a_healthy_database_passes_every_check(healthy: Path) -> None:
     assert f"Schema version {SCHEMA_VERSION} (current)" in result.output
 
 
-CORRUPTIONS = {
+CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "garbage header": lambda data: os.urandom(100) + data[100:],
     "zero length": lambda data: b"",
     "truncated to half": lambda data: data[: len(data) // 2],
