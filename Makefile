@@ -34,9 +34,12 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# About 7 minutes on 2 cores (bench/README.md says what each script measures).
 bench: $(STAMP)
 	$(BIN)/python bench/checkpoint.py
 	$(BIN)/python bench/mapping.py
+	$(BIN)/python bench/group_commit.py
+	$(BIN)/python bench/executors.py
 	$(BIN)/python bench/scheduling.py
 
 # The README's pictures of the terminal UI (SVG), from a seeded database on a fixed clock.

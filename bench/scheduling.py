@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from report import filesystem_of, print_table, verdict  # bench/report.py
+from report import (  # bench/report.py
+    bench_cpu,
+    cache_bytecode,
+    filesystem_of,
+    machine_busy,
+    print_table,
+    verdict,
+)
 
 from durable.cli.loading import load_flows
 from durable.store import Store
@@ -225,19 +232,6 @@ def process_cpu(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> float:
-    """CPU seconds all CPUs have spent busy since boot (/proc/stat)."""
-    fields = Path("/proc/stat").read_text().split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def bench_cpu() -> float:
-    """CPU seconds of this process and its waited-for descendants."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime + children_cpu()
 
 
 def boot_time() -> float:
@@ -666,20 +660,6 @@ def plan(quick: bool, ticks: int) -> tuple[Load, list[Load]]:
         Load(200, 60.0, 0.0, 1, None, drain=15),
         Load(200, 60.0, 0.0, 1, 8, drain=15),
     ]
-
-
-def cache_bytecode() -> str:
-    """Let child processes cache bytecode, as an installed durable does, and warm it.
-
-    Under PYTHONDONTWRITEBYTECODE every run process would compile durable's modules from
-    source (about 0.2 s more per run), which no deployment pays.
-    """
-    note = ""
-    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
-        note = "; PYTHONDONTWRITEBYTECODE unset for child processes"
-    warm = "import durable.cli, durable.engine.flow_runner"
-    subprocess.run([sys.executable, "-c", warm], check=True)
-    return note
 
 
 def main() -> None:

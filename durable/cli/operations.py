@@ -307,7 +307,9 @@ def limits_ls(settings: Settings) -> None:
     """List the limits, each with the task runs holding its slots now."""
     found = with_store(settings, lambda store: store.list_limits())
     if not found:
-        click.echo("No concurrency limit is set; set one with: durable limits set TAG N")
+        click.echo(
+            "No concurrency limit is set; set one with: durable limits set TAG N"
+        )
     for limit in found:
         held = ", ".join(limit.holders) or "none"
         click.echo(f"{limit.tag}  {len(limit.holders)}/{limit.slots} in use  ({held})")

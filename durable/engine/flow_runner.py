@@ -32,7 +32,13 @@ from durable.engine.mapping import (
     upstream_of_child,
     upstream_of_task,
 )
-from durable.engine.plan import RunPlan, TaskPlan, TaskRunPlan, is_final
+from durable.engine.plan import (
+    RunPlan,
+    TaskPlan,
+    TaskRunPlan,
+    is_final,
+    new_task_run_id,
+)
 from durable.engine.resume import RunLoader
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
@@ -98,6 +104,7 @@ class FlowRunner:
         self.cancel_poll = 0.5
         """Seconds between two checks for a `durable cancel` request (see CancelWatch)."""
         self._watch: CancelWatch | None = None
+        self._env: RunEnvironment | None = None
 
     async def run(
         self, parameters: Mapping[str, Any] | None = None, run_id: str | None = None
@@ -169,7 +176,7 @@ class FlowRunner:
         )
         plan.state.stamp(plan.created_at)
         for task in self.flow.sorted_tasks():
-            run = TaskRunPlan(uuid.uuid4().hex, 0, Pending())
+            run = TaskRunPlan(new_task_run_id(plan.created_at), 0, Pending())
             plan.add(task, self.flow.slugs[task], task in self._mapped, run)
         blob, serializer = _dump_parameters(params)
         self.store.create_flow_run(
@@ -396,7 +403,7 @@ class FlowRunner:
             task.gather_children()
 
     def _children(self, plan: RunPlan, task: TaskPlan, width: int) -> list[TaskRunPlan]:
-        children, created = [], list[NewTaskRun]()
+        children, created, now = [], list[NewTaskRun](), self.time.timestamp()
         for index in range(width):
             stored = plan.stored_children.get((task.slug, index))
             if stored is not None:
@@ -411,16 +418,23 @@ class FlowRunner:
                 children.append(TaskRunPlan(stored.id, stored.attempts, state, index))
                 continue
             created.append(
-                NewTaskRun(uuid.uuid4().hex, task.slug, task.task.name, index)
+                NewTaskRun(new_task_run_id(now), task.slug, task.task.name, index)
             )
             children.append(TaskRunPlan(created[-1].id, 0, Pending(), index))
         if created:
-            self.store.add_task_runs(plan.run_id, created, self.time.timestamp())
+            self.store.add_task_runs(plan.run_id, created, now)
         return children
 
     def _runner(self, plan: RunPlan, task: TaskPlan, run: TaskRunPlan) -> TaskRunner:
-        env = RunEnvironment(plan.run_id, self.store, self.time, self.executor,
-                             self._limited)  # fmt: skip
+        env = self._env  # shared by the run's task runs: made once, not per task run
+        if (
+            env is None
+            or env.run_id != plan.run_id
+            or env.limited_tags != self._limited
+        ):
+            env = self._env = RunEnvironment(
+                plan.run_id, self.store, self.time, self.executor, self._limited
+            )
         return TaskRunner(
             task.task, task.slug, run.task_run_id, run.attempts, env, run.map_index
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,22 @@ from durable.core.task import Task
 from durable.engine.task_runner import is_waiting_for_approval
 from durable.states import LazyResult, Looped, Mapped, State
 from durable.store.records import TaskRunRecord
+
+_sequence = itertools.count(int.from_bytes(os.urandom(4)) >> 1)  # wraps after 2**31
+
+
+def new_task_run_id(now: float) -> str:
+    """Return a fresh task run id: 32 hex digits that sort in creation order.
+
+    Laid out like a UUIDv7: milliseconds since the epoch (12 digits), a counter of this
+    process (8), random bits (12). Ids made later sort later, so a run's task runs,
+    states and results are added at the end of their indexes instead of on random
+    pages, and each group commit writes fewer pages (bench/README.md, "Where the time
+    goes"). The counter keeps the ids of one burst (a map's children) in order; the
+    random bits keep processes apart.
+    """
+    sequence = next(_sequence) & 0xFFFFFFFF
+    return f"{int(now * 1000):012x}{sequence:08x}{os.urandom(6).hex()}"
 
 
 @dataclass(slots=True)

@@ -9,13 +9,12 @@ approved; tasks the flow has gained since (with `allow_flow_changes`) start Pend
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
 from durable.core.flow import Flow
-from durable.engine.plan import RunPlan, TaskRunPlan, is_final
+from durable.engine.plan import RunPlan, TaskRunPlan, is_final, new_task_run_id
 from durable.errors import ConfigurationError, FlowChangedError, ParameterError
 from durable.restarts import plan_restart
 from durable.states import (
@@ -86,12 +85,12 @@ class RunLoader:
         plan.stored_details = await self.store.latest_details(with_details)
         running = [r.id for r in task_runs if r.state == "Running"]
         plan.stored_loops = await self.store.latest_details(running, name="Looped")
-        added: list[NewTaskRun] = []
+        added, now = list[NewTaskRun](), self.time.timestamp()
         for task in flow.sorted_tasks():
             slug = flow.slugs[task]
             task_run = found.get(slug)
             if task_run is None:
-                added.append(NewTaskRun(uuid.uuid4().hex, slug, task.name))
+                added.append(NewTaskRun(new_task_run_id(now), slug, task.name))
                 plan.add(
                     task,
                     slug,
@@ -103,7 +102,7 @@ class RunLoader:
             run = TaskRunPlan(task_run.id, task_run.attempts, state)
             plan.add(task, slug, task in self.mapped, run)
         if added:
-            self.store.add_task_runs(record.id, added, self.time.timestamp())
+            self.store.add_task_runs(record.id, added, now)
         self.rerun_unstored_results(plan)
         return plan
 

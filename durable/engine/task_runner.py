@@ -6,6 +6,7 @@ current state and returns the next, unchanged when the step does not apply.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -62,6 +63,12 @@ class RunEnvironment:
     """Tags with a concurrency limit (read when the flow run started)."""
 
 
+@functools.cache
+def task_logger(name: str) -> logging.Logger:
+    """Return the logger of a task's runs (cached: this runs for every task run)."""
+    return logging.getLogger(f"durable.task.{name}")
+
+
 def is_waiting_for_approval(state: State) -> bool:
     """Whether a task run is paused until someone approves it."""
     return isinstance(state, Paused) and state.start_time is None
@@ -88,7 +95,7 @@ class TaskRunner:
         """LOOP iterations finished so far."""
         self.loop_result: Any = None
         """The result the last LOOP iteration passed on."""
-        self.logger = logging.getLogger(f"durable.task.{task.name}")
+        self.logger = task_logger(task.name)
         self._serializer = resolve_serializer(task.serializer)
         self._ended = False  # an ENDRUN signal fixed the state: no retry
         self._round_start = 0  # attempts made before this LOOP round began
@@ -121,8 +128,14 @@ class TaskRunner:
     async def run_until_final(self, state: State, inputs: dict[str, Any]) -> State:
         """Run the body again and again through retries, loops and timed pauses."""
         while True:
-            slots = concurrency_slots(self.env, self.task.name, self.task.tags,
-                                      self.task_run_id)  # fmt: skip
+            # Untagged flows (the usual case) skip the slot machinery altogether.
+            slots = (
+                concurrency_slots(
+                    self.env, self.task.name, self.task.tags, self.task_run_id
+                )
+                if self.env.limited_tags
+                else nullcontext()
+            )
             async with slots:  # of each limited tag, for this attempt
                 state = self.set_running(state)
                 state = await self.run_body(state, inputs)

@@ -12,7 +12,6 @@ had run there.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import pickle
@@ -22,8 +21,6 @@ from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-
-import cloudpickle
 
 from durable import context, signals
 from durable.executors.base import RemoteException, TransferError
@@ -82,6 +79,8 @@ def pack_call(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) ->
 
 def _picklable_context(values: dict[str, Any]) -> dict[str, Any]:
     # A context value that cannot be pickled is left out rather than failing the task.
+    import cloudpickle  # here, not at the top: `import durable` stays light
+
     try:
         cloudpickle.dumps(values)
     except Exception:  # noqa: BLE001 (user values fail to pickle in any way)
@@ -90,6 +89,8 @@ def _picklable_context(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_picklable(value: Any) -> bool:
+    import cloudpickle
+
     try:
         cloudpickle.dumps(value)
     except Exception:  # noqa: BLE001 (user values fail to pickle in any way)
@@ -210,6 +211,8 @@ def execute(data: bytes, sink: LogSink, *, whole_process: bool = False) -> bytes
 def _run(call: BodyCall) -> tuple[str, Any]:
     try:
         if call.is_async:
+            import asyncio  # here, not at the top: `import durable` stays light
+
             value = asyncio.run(call.fn(**call.kwargs))
         else:
             value = call.fn(**call.kwargs)
@@ -248,6 +251,8 @@ def _pack_outcome(outcome: tuple[str, Any], label: str) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
+    import cloudpickle
+
     data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return data
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import pickle
 import signal
 import threading
-from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from durable.executors import body
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 LOG, DONE = b"L", b"D"
 
@@ -40,6 +43,8 @@ def serve(conn: Connection) -> None:
 
 def main(fd: int) -> None:
     """Serve the flow's process on the inherited connection `fd`."""
+    from multiprocessing.connection import Connection
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         serve(Connection(fd))

@@ -24,9 +24,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from multiprocessing import Pipe
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -35,6 +33,9 @@ from anyio import CapacityLimiter, Semaphore
 from durable import context
 from durable.executors import body, child
 from durable.executors.base import WorkerCrashedError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 logger = logging.getLogger("durable.executors")
 
@@ -51,6 +52,8 @@ class _Worker:
     @classmethod
     def spawn(cls) -> _Worker:
         """Start a worker with this process's import path (its own interpreter)."""
+        from multiprocessing import Pipe  # here: `import durable` stays light
+
         ours, theirs = Pipe(duplex=True)  # a socket pair
         code = (
             f"import sys; sys.path[:] = {sys.path!r}; "

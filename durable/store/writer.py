@@ -72,6 +72,10 @@ class CheckpointWriter:
         self.fence: Callable[[sqlite3.Connection], bool] | None = None
         """Checked first in every transaction: if it returns False, the transaction
         is rolled back and the writer stops (another process owns the run now)."""
+        self.commit_each = False
+        """Bench-only knob (bench/group_commit.py): commit each queued operation in a
+        transaction of its own instead of the whole queue in one, to measure what
+        group commit is worth. Ordering and durability are the same either way."""
         self._thread = threading.Thread(
             target=self._loop, name="durable-checkpoint-writer", daemon=True
         )
@@ -154,7 +158,10 @@ class CheckpointWriter:
             with self._cond:
                 if not self._queue and not self._stopping:
                     self._cond.wait(self._log_interval)
-                batch, self._queue = self._queue, []
+                if self.commit_each and self._queue:
+                    batch, self._queue = self._queue[:1], self._queue[1:]
+                else:
+                    batch, self._queue = self._queue, []
                 last = self._committed + len(batch)
                 stopping = self._stopping
             logs = [self._logs.popleft() for _ in range(len(self._logs))]

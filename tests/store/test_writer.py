@@ -102,3 +102,31 @@ def test_batches_commit_in_submission_order(db: Path) -> None:
     with sqlite3.connect(db) as conn:
         rows = [x for (x,) in conn.execute("SELECT x FROM t ORDER BY rowid")]
     assert rows == list(range(1000))
+
+
+def test_commit_each_gives_every_operation_a_transaction_of_its_own(db: Path) -> None:
+    # The bench-only knob that measures group commit (bench/group_commit.py).
+    writer = open_writer(db, ManualClock())
+    writer.commit_each = True
+    gate, events = threading.Event(), list[str]()
+
+    def write(x: int) -> object:
+        def operation(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (?)", (x,))
+            events.append(f"write {x}")
+            writer.after_commit(lambda: events.append(f"commit {x}"))
+
+        return operation
+
+    writer.submit(held(gate))  # type: ignore[arg-type]
+    for x in range(3):  # all three wait in the queue together
+        writer.submit(write(x))  # type: ignore[arg-type]
+    gate.set()
+    writer.close()
+    assert events == [
+        "write 0", "commit 0", "write 1", "commit 1", "write 2", "commit 2"
+    ]  # fmt: skip
+    with sqlite3.connect(db) as conn:
+        assert [x for (x,) in conn.execute("SELECT x FROM t ORDER BY rowid")] == [
+            0, 1, 2
+        ]  # fmt: skip
