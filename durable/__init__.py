@@ -11,7 +11,6 @@ from durable.core.edge import Edge, flatten, unmapped
 from durable.core.flow import Flow
 from durable.core.parameter import DateTimeParameter, Parameter
 from durable.core.task import Task, task
-from durable.engine.executors import ConcurrentExecutor, LocalExecutor
 from durable.errors import (
     ConfigurationError,
     DurableError,
@@ -22,6 +21,7 @@ from durable.errors import (
     SerializationError,
     StoreError,
 )
+from durable.executors import ConcurrentExecutor, LocalExecutor
 from durable.tasks.control_flow import case, ifelse, merge, switch
 
 __version__ = "0.1.0"

@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 
 from durable.core.flow import Flow
-from durable.engine.executors import Executor
 from durable.engine.flow_runner import run_flow_async
 from durable.errors import ConfigurationError
+from durable.executors import Executor
 from durable.states import State
 from durable.store import Store
 from durable.store.connection import Durability

@@ -29,17 +29,25 @@ START = pendulum.datetime(2026, 11, 1, tz="UTC")
 
 
 class Gauge:
-    """How many bodies run now, and the most that ever ran at once."""
+    """How many bodies run now, and the most that ever ran at once.
 
-    def __init__(self) -> None:
+    A body holds on until `together` bodies run at once (or a bounded while has passed,
+    for the last ones), so the most reached does not depend on thread timing.
+    """
+
+    def __init__(self, together: int) -> None:
+        self.together = together
         self.now = self.most = self.ran = 0
 
     async def hold(self) -> None:
         self.now += 1
         self.ran += 1
         self.most = max(self.most, self.now)
-        for _ in range(5):  # let the others reach their slot waits meanwhile
-            await anyio.lowlevel.checkpoint()
+        for _ in range(300):
+            if self.now >= self.together:
+                break
+            await anyio.to_thread.run_sync(lambda: None)  # others take their slots
+        await anyio.lowlevel.checkpoint()
         self.now -= 1
 
 
@@ -73,7 +81,7 @@ async def drive(clock: FakeTime, *runs: object) -> None:
 
 
 async def test_a_limit_caps_how_many_tagged_task_runs_run_at_once(db: Path) -> None:
-    store, clock, gauge = await Store.open(db), FakeTime(START), Gauge()
+    store, clock, gauge = await Store.open(db), FakeTime(START), Gauge(2)
     try:
         await store.set_limit("db", 2)
         flow = fan("fan", gauge, 6, ["db", "other"])
@@ -94,7 +102,7 @@ async def test_the_limit_holds_across_flow_runs_and_untagged_tasks_are_free(
     db: Path,
 ) -> None:
     store, clock = await Store.open(db), FakeTime(START)
-    tagged, free = Gauge(), Gauge()
+    tagged, free = Gauge(2), Gauge(4)  # tagged: would run 2 at once if not limited
     try:
         await store.set_limit("db", 1)
         await drive(
@@ -115,7 +123,7 @@ async def test_a_dead_process_s_slot_is_taken_back(db: Path) -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"]
     )
     pid = int(dead.stdout)  # a process that has exited
-    store, clock, gauge = await Store.open(db), FakeTime(START), Gauge()
+    store, clock, gauge = await Store.open(db), FakeTime(START), Gauge(2)
     try:
         await store.set_limit("db", 1)
         assert await store.take_slots(
