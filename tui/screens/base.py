@@ -5,7 +5,7 @@ applies immutable snapshots on the UI thread. Everything from the database is te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -17,10 +17,12 @@ from textual.timer import Timer
 from textual.widgets import (
     Footer,
     Header,
+    Input,
     Static,
 )
 from textual.worker import get_current_worker
 
+from durable.store.browse import FilterError
 from tui.widgets import Cell, VimTable
 
 if TYPE_CHECKING:
@@ -145,6 +147,56 @@ class PollingScreen(Screen[None]):
     def apply(self, data: Any) -> None:
         """Show a snapshot (UI thread)."""
         raise NotImplementedError
+
+
+class FilteredScreen(PollingScreen):
+    """A polling screen with a `/` filter prompt over its table (`field:value` words).
+
+    `parse` turns the prompt's text into the filter the poll reads (raising
+    FilterError with a message for the user); `esc` hides the prompt, then clears the
+    filter, then (with nothing to clear) goes back.
+    """
+
+    def __init__(self, table: str, parse: Callable[[str], Any], empty: Any) -> None:
+        super().__init__()
+        self._table, self._parse = table, parse
+        self.filter = empty
+        self.filter_text = ""
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.value = self.filter_text
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if self.set_filter(event.value):
+            event.input.add_class("hidden")
+            self.query_one(f"#{self._table}", VimTable).focus()
+
+    def set_filter(self, text: str) -> bool:
+        """Apply a filter (False, with a toast, if it does not parse)."""
+        try:
+            self.filter = self._parse(text)
+        except FilterError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return False
+        self.filter_text = text.strip()
+        self.filter_changed()
+        self.refresh_now()
+        return True
+
+    def filter_changed(self) -> None:
+        """Called when a new filter is set, before the poll that reads it."""
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.has_class("hidden"):
+            box.add_class("hidden")
+            self.query_one(f"#{self._table}", VimTable).focus()
+        if self.filter_text:
+            self.set_filter("")
 
 
 class TableScreen(PollingScreen):

@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from durable.store.browse import FilterError, LogFilter, TailLine, parse_log_filter
+from durable.store.browse import LogFilter, TailLine, parse_log_filter
 from tui.render.palette import clean, truncate
 from tui.render.timefmt import clock
-from tui.screens.base import PollingScreen, plain
+from tui.screens.base import FilteredScreen, plain
 from tui.widgets import Cell, VimTable
 
 LINE_COLUMNS = [("time", "Time"), ("level", "Level"), ("flow", "Flow"), ("run", "Run"),
@@ -42,7 +41,7 @@ def line_cells(line: TailLine) -> list[Cell]:
             plain(truncate(first, MESSAGE_WIDTH))]  # fmt: skip
 
 
-class EventsScreen(PollingScreen):
+class EventsScreen(FilteredScreen):
     """Area 5: the latest log lines of every run; / filters, enter opens the run."""
 
     AUTO_FOCUS = "#lines"
@@ -53,11 +52,12 @@ class EventsScreen(PollingScreen):
     ]
 
     def __init__(self) -> None:
-        super().__init__()
-        self.filter = LogFilter()
-        self.filter_text = ""
+        super().__init__("lines", parse_log_filter, LogFilter())
         self.lines: list[TailLine] = []
         self._after = 0
+
+    def filter_changed(self) -> None:
+        self.lines, self._after = [], 0  # the tail starts over under the new filter
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -100,34 +100,3 @@ class EventsScreen(PollingScreen):
         table = self.query_one("#lines", VimTable)
         if table.row_count:
             table.move_cursor(row=table.row_count - 1)
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("hidden")
-        box.value = self.filter_text
-        box.focus()
-
-    @on(Input.Submitted, "#filter")
-    def _submitted(self, event: Input.Submitted) -> None:
-        if self.set_filter(event.value):
-            event.input.add_class("hidden")
-            self.query_one("#lines", VimTable).focus()
-
-    def set_filter(self, text: str) -> bool:
-        try:
-            self.filter = parse_log_filter(text)
-        except FilterError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return False
-        self.filter_text = text.strip()
-        self.lines, self._after = [], 0
-        self.refresh_now()
-        return True
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if not box.has_class("hidden"):
-            box.add_class("hidden")
-            self.query_one("#lines", VimTable).focus()
-        if self.filter_text:
-            self.set_filter("")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import (
@@ -15,10 +14,10 @@ from textual.widgets import (
     Static,
 )
 
-from durable.store.browse import FilterError, RunFilter, RunRow, parse_filter
+from durable.store.browse import RunFilter, RunRow, parse_filter
 from tui.render.palette import state_cell
 from tui.render.timefmt import duration, relative
-from tui.screens.base import ACTIVE, PollingScreen, plain
+from tui.screens.base import ACTIVE, FilteredScreen, plain
 from tui.widgets import Cell, VimTable
 
 # Runs ----------------------------------------------------------------------------------
@@ -50,7 +49,7 @@ def run_cells(run: RunRow, now: float) -> list[Cell]:
     ]  # fmt: skip
 
 
-class RunsScreen(PollingScreen):
+class RunsScreen(FilteredScreen):
     """Area 2 (default): every run, newest first; / filters, enter opens one."""
 
     AUTO_FOCUS = "#runs"
@@ -63,9 +62,11 @@ class RunsScreen(PollingScreen):
     ]
 
     def __init__(self) -> None:
-        super().__init__()
-        self.filter = RunFilter()
-        self.filter_text = ""
+        super().__init__(
+            "runs",
+            lambda text: parse_filter(text, now=self.durable.clock()),
+            RunFilter(),
+        )
         self.runs: list[RunRow] = []
 
     def compose(self) -> ComposeResult:
@@ -102,38 +103,8 @@ class RunsScreen(PollingScreen):
 
             self.app.push_screen(RunDetailScreen(event.row_key.value))
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("hidden")
-        box.value = self.filter_text
-        box.focus()
-
     def action_errors(self) -> None:
         self.set_filter("state:failed|timedout|triggerfailed")
-
-    @on(Input.Submitted, "#filter")
-    def _submitted(self, event: Input.Submitted) -> None:
-        if self.set_filter(event.value):
-            event.input.add_class("hidden")
-            self.query_one("#runs", VimTable).focus()
-
-    def set_filter(self, text: str) -> bool:
-        try:
-            self.filter = parse_filter(text, now=self.durable.clock())
-        except FilterError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return False
-        self.filter_text = text.strip()
-        self.refresh_now()
-        return True
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if not box.has_class("hidden"):
-            box.add_class("hidden")
-            self.query_one("#runs", VimTable).focus()
-        if self.filter_text:
-            self.set_filter("")
 
     def action_cancel_run(self) -> None:
         key = self.query_one("#runs", VimTable).selected_key
