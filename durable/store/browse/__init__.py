@@ -5,19 +5,26 @@ writes and never unpickles."""
 
 from __future__ import annotations
 
-from durable.store.browse.model import (
-    AttemptSpan,
+from durable.store.browse.connection import ModelError
+from durable.store.browse.filters import (
     FilterError,
+    LogFilter,
+    RunFilter,
+    parse_filter,
+    parse_log_filter,
+)
+from durable.store.browse.model import ReadModel
+from durable.store.browse.records import (
+    ActionRow,
+    AttemptSpan,
     FlowHistory,
     FlowRow,
     HistoryRun,
-    LogFilter,
     LogLine,
-    ModelError,
-    ReadModel,
+    ParameterRow,
+    ResultRow,
     RunCounts,
     RunDetail,
-    RunFilter,
     RunRow,
     ScheduledRow,
     StateEvent,
@@ -26,11 +33,10 @@ from durable.store.browse.model import (
     TaskRow,
     TaskRunDetail,
     WorkerRow,
-    parse_filter,
-    parse_log_filter,
 )
 
 __all__ = [
+    "ActionRow",
     "AttemptSpan",
     "FilterError",
     "FlowHistory",
@@ -39,7 +45,9 @@ __all__ = [
     "LogFilter",
     "LogLine",
     "ModelError",
+    "ParameterRow",
     "ReadModel",
+    "ResultRow",
     "RunCounts",
     "RunDetail",
     "RunFilter",

@@ -18,11 +18,8 @@ from typing import Any
 
 from durable.store.browse.connection import ModelConnection, ModelError
 from durable.store.browse.filters import (
-    FilterError,
     LogFilter,
     RunFilter,
-    parse_filter,
-    parse_log_filter,
 )
 from durable.store.browse.queries import (
     ACTIVE,
@@ -44,10 +41,8 @@ from durable.store.browse.queries import (
 )
 from durable.store.browse.records import (
     ActionRow,
-    AttemptSpan,
     FlowHistory,
     FlowRow,
-    HistoryRun,
     LogLine,
     ParameterRow,
     ResultRow,
@@ -55,38 +50,12 @@ from durable.store.browse.records import (
     RunDetail,
     RunRow,
     ScheduledRow,
-    StateEvent,
     TailLine,
-    TaskCell,
-    TaskRow,
     TaskRunDetail,
     WorkerRow,
 )
 
-__all__ = [
-    "AttemptSpan",
-    "FilterError",
-    "FlowHistory",
-    "FlowRow",
-    "HistoryRun",
-    "LogFilter",
-    "LogLine",
-    "ModelError",
-    "ReadModel",
-    "RunCounts",
-    "RunDetail",
-    "RunFilter",
-    "RunRow",
-    "ScheduledRow",
-    "StateEvent",
-    "TailLine",
-    "TaskCell",
-    "TaskRow",
-    "TaskRunDetail",
-    "WorkerRow",
-    "parse_filter",
-    "parse_log_filter",
-]
+__all__ = ["ModelError", "ReadModel"]
 
 NO_FILTER = RunFilter()
 """The filter that lets every run through."""
