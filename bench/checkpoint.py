@@ -8,8 +8,6 @@ for resume). The bench reports PASS/MISS; it never fails on a miss.
 
 from __future__ import annotations
 
-import os
-import platform
 import sqlite3
 import statistics
 import subprocess
@@ -19,7 +17,14 @@ import time
 from pathlib import Path
 
 from cases import Case, Measured, floor_micros, run_case  # bench/cases.py
-from report import Load, cache_bytecode, filesystem_of, print_table, rate_row, verdict
+from report import (
+    Load,
+    cache_bytecode,
+    describe_machine,
+    print_table,
+    rate_row,
+    verdict,
+)
 
 CHAIN_LENGTHS = (1_000, 10_000)
 DURABILITIES = ("full", "normal")
@@ -116,12 +121,7 @@ def main() -> None:
     note = cache_bytecode()
     with tempfile.TemporaryDirectory(prefix="durable-bench-") as name:
         directory = Path(name)
-        print(
-            f"durable checkpoint benchmark: Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
-            f"temp files on {filesystem_of(directory)}, load average "
-            f"{os.getloadavg()[0]:.1f}{note}"
-        )
+        print(describe_machine("durable checkpoint benchmark", directory, note))
         floors = {mode: floor_micros(directory, mode) for mode in DURABILITIES}
         print_table(
             "Physical floor: bare sqlite3, WAL, BEGIN IMMEDIATE; INSERT; COMMIT x 2,000",

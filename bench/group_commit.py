@@ -19,15 +19,18 @@ share changes.
 
 from __future__ import annotations
 
-import os
-import platform
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
 from cases import Case, floor_micros, run_case  # bench/cases.py
-from report import Load, cache_bytecode, filesystem_of, print_table, rate_row
+from report import (
+    Load,
+    cache_bytecode,
+    describe_machine,
+    print_table,
+    rate_row,
+)
 
 SIZE = 10_000
 VARIANTS = {
@@ -43,11 +46,7 @@ def main() -> None:
     note = cache_bytecode()
     with tempfile.TemporaryDirectory(prefix="durable-bench-") as name:
         directory = Path(name)
-        print(
-            f"\ndurable group commit A/B: Python {platform.python_version()}, SQLite "
-            f"{sqlite3.sqlite_version}, {os.cpu_count()} CPUs, temp files on "
-            f"{filesystem_of(directory)}, load average {os.getloadavg()[0]:.1f}{note}"
-        )
+        print("\n" + describe_machine("durable group commit A/B", directory, note))
         floor = floor_micros(directory, "full")
         print(f"  floor (bare sqlite3 commit, FULL): {floor:,.0f} µs per commit")
         for kind, unit, units in (

@@ -7,15 +7,19 @@ Targets are issue 6's; the bench reports PASS/MISS and never fails on a miss.
 
 from __future__ import annotations
 
-import os
-import platform
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
 from cases import Case, floor_micros, run_case  # bench/cases.py
-from report import Load, cache_bytecode, filesystem_of, print_table, rate_row, verdict
+from report import (
+    Load,
+    cache_bytecode,
+    describe_machine,
+    print_table,
+    rate_row,
+    verdict,
+)
 
 TARGET_CHILDREN_PER_SECOND = 15_000.0
 """A 10,000-child map with group commit under FULL."""
@@ -29,11 +33,7 @@ def main() -> None:
     note = cache_bytecode()
     with tempfile.TemporaryDirectory(prefix="durable-bench-") as name:
         directory = Path(name)
-        print(
-            f"\ndurable mapping benchmark: Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, temp files on "
-            f"{filesystem_of(directory)}, load average {os.getloadavg()[0]:.1f}{note}"
-        )
+        print("\n" + describe_machine("durable mapping benchmark", directory, note))
         floors = {mode: floor_micros(directory, mode) for mode in ("full", "normal")}
         print(
             f"  floor (bare sqlite3 BEGIN IMMEDIATE; INSERT; COMMIT): FULL "

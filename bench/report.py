@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
 import resource
+import sqlite3
 import subprocess
 import sys
 import time
@@ -111,3 +113,12 @@ def cache_bytecode() -> str:
     warm = "import durable.cli, durable.engine.flow_runner"
     subprocess.run([sys.executable, "-c", warm], check=True)
     return note
+
+
+def describe_machine(title: str, directory: Path, note: str) -> str:
+    """The first line of a bench's report: what it ran on, and how busy that was."""
+    return (
+        f"{title}: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs, temp files on {filesystem_of(directory)}, load average "
+        f"{os.getloadavg()[0]:.1f}{note}"
+    )
