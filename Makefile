@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-slow demo bench screenshots clean
+.PHONY: install lint test test-slow reliability demo bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: lint
 # Long crash campaigns (more seeds, bigger flows); not part of `make test`.
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
+
+# The reliability campaign, both tiers (RELIABILITY.md 5.9): the PR tier also runs in
+# `make test`; the nightly tier (more kills, more crash images, a 10 minute soak) only here.
+# REL_SEED=N replays a randomized test; REL_ARTIFACTS=DIR keeps what a failure leaves.
+reliability: $(STAMP)
+	$(BIN)/python -m compileall -q durable tui
+	$(BIN)/pytest -m "reliability or nightly" tests/reliability
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

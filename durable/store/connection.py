@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from durable import crashpoints
 from durable.errors import SchemaTooNewError, StoreError
 from durable.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -172,6 +173,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             for statement in MIGRATIONS[number].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            crashpoints.crash_point("mid_migration")
         if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from durable import crashpoints
 from durable.errors import RunNotFoundError, StoreError
 from durable.liveness import process_token
 from durable.store import rows
@@ -233,7 +234,8 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
             if t.name == "Cancelled":
                 rows.clear_cancel_request(conn, run_id)
 
-        self.writer.submit(write)
+        ack = f"run {run_id} {t.name}" if crashpoints.TRACING else None
+        self.writer.submit(write, ack)
 
     def record_task_state(
         self,
@@ -276,7 +278,11 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
                     (task_run_id, result[0], result[1], t.timestamp),
                 )
 
-        self.writer.submit(write)
+        ack = None
+        if crashpoints.TRACING:
+            kind = "task" if result is None else "result"
+            ack = f"{kind} {task_run_id} {t.name}"
+        self.writer.submit(write, ack)
 
     def name_task_run(self, task_run_id: str, run_name: str) -> None:
         """Queue the name a task run gets from its task's `task_run_name`."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from durable import crashpoints
 from durable.store import rows
 from durable.store.records import (
     NewScheduledRun,
@@ -149,8 +150,12 @@ class ScheduledRuns(abc.ABC):
             if _is_paused(conn, flow_name):
                 ticks_ = [replace(t, status="Skipped", message="schedule paused")
                           for t in ticks]  # fmt: skip
-                return insert_ticks(conn, ticks_, "schedule")
-            return insert_ticks(conn, ticks, "schedule")
+                created = insert_ticks(conn, ticks_, "schedule")
+            else:
+                created = insert_ticks(conn, ticks, "schedule")
+            # The cursor is the newest tick: it moves with this same transaction.
+            crashpoints.crash_point("after_tick_insert_before_cursor")
+            return created
 
         created: int = await self._write(write)
         return created
@@ -177,7 +182,11 @@ class ScheduledRuns(abc.ABC):
             ).fetchone()
 
         row = await self._write(write)
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        crashpoints.crash_point("after_claim_commit")
+        crashpoints.ack([f"claim {row[0]} {worker}"])
+        return _record(row)
 
     async def record_launch(
         self, run_id: str, token: str, *, pid: int, pid_started: str

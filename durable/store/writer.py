@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from durable import crashpoints
 from durable.errors import LeaseLostError, StoreError
 from durable.store.connection import transaction
 from durable.timesource import monotonic
@@ -62,6 +63,7 @@ class CheckpointWriter:
         self._clock = clock
         self._pending_since: float | None = None  # when the oldest pending write came
         self._queue: list[Operation] = []
+        self._acks: list[tuple[int, str]] = []  # (sequence, ACK line): tests only
         self._logs: deque[LogRow] = deque()
         self._cond = threading.Condition()
         self._submitted = 0
@@ -82,14 +84,21 @@ class CheckpointWriter:
         self._thread.start()
 
     # Called from the engine's thread -------------------------------------------------
-    def submit(self, operation: Operation) -> int:
-        """Queue one write; return its sequence number. Never blocks on the database."""
+    def submit(self, operation: Operation, ack: str | None = None) -> int:
+        """Queue one write; return its sequence number. Never blocks on the database.
+
+        `ack` describes the write for the reliability tests (`durable.crashpoints`):
+        `"<kind> <id> <state>"`, written as an ACK line once the write commits. Callers
+        pass it only when `crashpoints.TRACING` is on.
+        """
         with self._cond:
             self._raise_if_failed()
             if self._submitted == self._committed:
                 self._pending_since = self._clock()
             self._queue.append(operation)
             self._submitted += 1
+            if ack is not None:
+                self._acks.append((self._submitted, ack))
             self._cond.notify()
             return self._submitted
 
@@ -164,19 +173,28 @@ class CheckpointWriter:
                     batch, self._queue = self._queue, []
                 last = self._committed + len(batch)
                 stopping = self._stopping
+                acks: list[str] = []
+                if self._acks:
+                    acks = [line for seq, line in self._acks if seq <= last]
+                    self._acks = [(seq, line) for seq, line in self._acks if seq > last]
             logs = [self._logs.popleft() for _ in range(len(self._logs))]
             if batch or logs:
                 try:
                     transaction(
                         self._conn,
-                        partial(self._write, batch=batch, logs=logs, fence=self.fence),
-                    )
+                        partial(self._write, batch=batch, logs=logs, fence=self.fence,
+                                acks=acks),
+                    )  # fmt: skip
                 except BaseException as exc:  # noqa: BLE001 (reported to every waiter)
                     logger.error("checkpoint write failed: %s", exc)
                     with self._cond:
                         self._error = exc
                         self._cond.notify_all()
                     return
+                if acks:
+                    if any(line.startswith("result ") for line in acks):
+                        crashpoints.crash_point("after_result_commit_before_ack")
+                    crashpoints.ack(acks)
                 self._run_after_commit()
                 with self._cond:
                     self._committed = last
@@ -199,7 +217,7 @@ class CheckpointWriter:
     @staticmethod
     def _write(
         conn: sqlite3.Connection, batch: list[Operation], logs: list[Any],
-        fence: Callable[[sqlite3.Connection], bool] | None,
+        fence: Callable[[sqlite3.Connection], bool] | None, acks: list[str],
     ) -> None:  # fmt: skip
         if fence is not None and not fence(conn):
             raise LeaseLostError(
@@ -210,3 +228,5 @@ class CheckpointWriter:
             operation(conn)
         if logs:
             conn.executemany(INSERT_LOG, logs)
+        if acks and any(line.startswith("result ") for line in acks):
+            crashpoints.crash_point("before_result_commit")

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pendulum
 
+from durable import crashpoints
 from durable.core.flow import CATCHUPS, Catchup
 from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
@@ -287,6 +288,7 @@ class Worker:
                 wake = self.next_tick
             await self._nap(wake)
         await self.drain()
+        crashpoints.crash_point("in_finally_of_worker_shutdown")
         await self.stopped()
 
     async def _nap(self, until: pendulum.DateTime) -> None:
