@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-slow reliability demo bench screenshots clean
+.PHONY: install lint test test-slow reliability demo bench screenshots docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)
 # The README's pictures of the terminal UI (SVG), from a seeded database on a fixed clock.
 screenshots: $(STAMP)
 	$(BIN)/python -m tui.screenshots docs/img
+
+# docs/cli.md, generated from the CLI itself (tests/cli/test_reference.py fails when stale).
+docs: $(STAMP)
+	$(BIN)/python -m durable.cli.reference docs/cli.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
