@@ -18,17 +18,18 @@ from contextlib import closing
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FLOW_FILE = HERE / "etl.py"
+FLOW_FILE = HERE / "demo_etl.py"
 KILL_WHEN = "Task 'transform': Starting task run"
 
 
 def durable(*args: str, **popen: object) -> subprocess.Popen[str]:
     """Start the `durable` command in a child process."""
-    return subprocess.Popen(
+    child: subprocess.Popen[str] = subprocess.Popen(
         [sys.executable, "-m", "durable", *args],
         text=True,
         **popen,  # type: ignore[call-overload]
     )
+    return child
 
 
 def banner(text: str) -> None:

@@ -108,6 +108,8 @@ class ForkServerLauncher:
         self._started: dict[str, anyio.Event] = {}
         self._pids: dict[str, int] = {}
         self._group: anyio.abc.TaskGroup | None = None
+        self._closing = False
+        """Set on exit: the server then stops on purpose, which is not worth a warning."""
 
     async def __aenter__(self) -> Self:
         self._group = anyio.create_task_group()
@@ -117,6 +119,7 @@ class ForkServerLauncher:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._group is not None
+        self._closing = True
         if self._process is not None:
             with anyio.CancelScope(shield=True):
                 await self._stop_server(self._process)
@@ -185,7 +188,10 @@ class ForkServerLauncher:
                     if handle is not None:
                         handle.ended(int(line[2]))
         except (anyio.EndOfStream, anyio.IncompleteRead, OSError):
-            logger.warning("the worker's fork server stopped; it restarts on demand")
+            if not self._closing:
+                logger.warning(
+                    "the worker's fork server stopped; it restarts on demand"
+                )
             for handle in self._handles.values():
                 handle.orphaned = True
             self._handles.clear()

@@ -132,3 +132,13 @@ async def test_runs_outlive_a_dead_server_and_are_seen_to_end(
         (flow_db / "go").touch()
         assert await handle.wait() == -1  # its exit code went with the server
     assert await flow_run_state(db, run.id) == "Success"
+
+
+@pytest.mark.timeout(60)
+async def test_a_launcher_that_stops_does_not_report_its_server_as_dead(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ForkServerLauncher(db):
+        pass  # the worker exits: its launcher stops the server on purpose
+
+    assert "fork server stopped" not in caplog.text

@@ -1,15 +1,20 @@
-"""An ETL flow: extract orders, fetch exchange rates (flaky: retried), transform, load.
+"""The flow `make demo` runs (examples/demo.py): a slow ETL, to be killed mid-way.
 
-Run it:      durable run examples/etl.py --param n_orders=200
+Extract the orders of examples/data/orders.csv, fetch exchange rates from
+examples/data/rates.json (flaky: the first attempt of every run fails, and is retried),
+convert, validate, load, report. Each step pretends to work for ETL_STEP_SECONDS (0.6),
+so that there is time to interrupt it.
+
+Run it:      durable run examples/demo_etl.py
 Kill it (Ctrl-C or kill -9) mid-way, then:   durable resume RUN_ID
 Finished tasks are not run again; their results are read back from the database.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
-import random
 import tempfile
 import time
 from datetime import timedelta
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from durable import Flow, Parameter, context, task
 
+DATA = Path(__file__).resolve().parent / "data"
 STEP_SECONDS = float(os.environ.get("ETL_STEP_SECONDS", "0.6"))
 """How long each step pretends to work (the demo needs time to interrupt it)."""
 
@@ -28,35 +34,32 @@ def work(what: str) -> None:
 
 
 @task
-def extract(n_orders: int, seed: int) -> list[dict[str, object]]:
-    """Read orders from the source system."""
-    work(f"Extracting {n_orders} orders")
-    rng = random.Random(seed)
-    currencies = ["EUR", "GBP", "JPY"]
-    return [
-        {
-            "id": i,
-            "amount": round(rng.uniform(5, 500), 2),
-            "currency": rng.choice(currencies),
-        }
-        for i in range(n_orders)
-    ]
+def extract(path: str) -> list[dict[str, object]]:
+    """Read the orders from the source system (a CSV file)."""
+    work(f"Extracting orders from {Path(path).name}")
+    with open(path, newline="") as file:
+        return [
+            {"id": int(row["order_id"]), "amount": float(row["amount"]),
+             "currency": row["currency"]}
+            for row in csv.DictReader(file)
+        ]  # fmt: skip
 
 
 @task(max_retries=2, retry_delay=timedelta(seconds=0.5))
-def fetch_rates(base: str) -> dict[str, float]:
+def fetch_rates(path: str) -> dict[str, float]:
     """Fetch exchange rates; the service times out on the first attempt of every run."""
-    work(f"Fetching {base} exchange rates")
+    work("Fetching exchange rates")
     if context.attempt == 1:
         raise TimeoutError("rates service did not answer in time")
-    return {"EUR": 1.0, "GBP": 1.17, "JPY": 0.0062, base: 1.0}
+    rates: dict[str, float] = json.loads(Path(path).read_text())["rates"]
+    return rates
 
 
 @task
 def transform(
     orders: list[dict[str, object]], rates: dict[str, float]
 ) -> list[dict[str, object]]:
-    """Convert every order to the base currency."""
+    """Convert every order to euros."""
     work("Converting amounts")
     return [
         {
@@ -100,12 +103,10 @@ def report(rows: list[dict[str, object]], where: str) -> float:
 
 
 with Flow("etl") as flow:
-    n_orders = Parameter("n_orders", default=100)
-    base = Parameter("base", default="EUR")
     home = os.environ.get("DURABLE_HOME", "~/.durable")
     target = Parameter("target", default=os.path.join(home, "etl-output.json"))
-    orders = extract(n_orders, seed=7)
-    rows = validate(transform(orders, fetch_rates(base)))
+    orders = extract(str(DATA / "orders.csv"))
+    rows = validate(transform(orders, fetch_rates(str(DATA / "rates.json"))))
     report(rows, load(rows, target))
 
 
