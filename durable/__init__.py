@@ -10,6 +10,7 @@ from durable import context, signals, states, triggers
 from durable.core.edge import Edge, flatten, unmapped
 from durable.core.flow import Flow
 from durable.core.parameter import DateTimeParameter, Parameter
+from durable.core.secret import Secret
 from durable.core.task import Task, task
 from durable.errors import (
     ConfigurationError,
@@ -39,6 +40,7 @@ __all__ = [
     "ParameterError",
     "RunNotFoundError",
     "SchemaTooNewError",
+    "Secret",
     "SerializationError",
     "StoreError",
     "Task",

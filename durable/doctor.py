@@ -7,6 +7,7 @@ and advises, and changes nothing unless asked to remove orphaned result files.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from durable.liveness import Liveness, liveness
+from durable.store.connection import GuardedConnection, ReadBudget
 from durable.store.results import find_orphans
 from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
@@ -21,6 +23,8 @@ WAL_WARN_BYTES = 64 * 1024 * 1024
 """A WAL larger than this means checkpoints are not keeping up (journal_size_limit)."""
 MAX_FINDINGS = 10
 """Integrity problems listed (the rest are counted)."""
+CORE_TABLES = ("flows", "flow_runs", "task_runs", "states", "results", "logs")
+"""Tables of every durable database since the first schema version."""
 
 
 class Level(Enum):
@@ -85,26 +89,34 @@ def examine(
         add(Finding("file", Level.PROBLEM, f"No database at {str(db)!r}",
                     "pass --db PATH or set DURABLE_DB"))  # fmt: skip
         return report
+    budget = ReadBudget()
     try:
+        # Guarded: the file may be hostile (a 1 GB row, a view that recurses forever).
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
-                               isolation_level=None, timeout=5)  # fmt: skip
+                               isolation_level=None, timeout=5,
+                               factory=GuardedConnection)  # fmt: skip
+        conn.execute("PRAGMA trusted_schema=OFF")
+        budget.install(conn)
     except sqlite3.Error as exc:
         report.unusable = True
         add(Finding("file", Level.PROBLEM, f"Cannot open {str(db)!r}: {exc}",
                     "check its permissions, or restore it from a backup"))  # fmt: skip
         return report
     try:
+        budget.start()
         header = _identity(conn, db)
         add(header)
         if header.level is Level.PROBLEM:
             report.unusable = True
             return report
+        budget.deadline = math.inf  # bounded by the file's size, however large
         integrity = _integrity(conn)
         add(integrity)
         if integrity.level is Level.PROBLEM:
             report.unusable = True
             return report
         add(_wal(db))
+        budget.start()
         add(_stuck_runs(conn, is_alive or _maybe_alive))
     finally:
         conn.close()
@@ -147,11 +159,33 @@ def _identity(conn: sqlite3.Connection, db: Path) -> Finding:
         return Finding("schema", Level.PROBLEM,
                        f"Schema version {version}, newer than this durable's "
                        f"({SCHEMA_VERSION})", "upgrade durable")  # fmt: skip
+    if version < 0:
+        return Finding("schema", Level.PROBLEM,
+                       f"Schema version {version}, which no durable writes: the file "
+                       "was changed by another program", "restore it from a backup")  # fmt: skip
+    altered = _not_tables(conn)
+    if altered:
+        return Finding("schema", Level.PROBLEM,
+                       f"{', '.join(altered)} should be tables but are not (views, or "
+                       "missing): the file was changed by another program",
+                       "restore it from a backup")  # fmt: skip
     if version < SCHEMA_VERSION:
         return Finding("schema", Level.OK,
                        f"Schema version {version}; the next write migrates it to "
                        f"{SCHEMA_VERSION}")  # fmt: skip
     return Finding("schema", Level.OK, f"Schema version {version} (current)")
+
+
+def _not_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables every durable database has that are not tables in this one."""
+    try:
+        found = dict(conn.execute(
+            "SELECT name, type FROM sqlite_master WHERE name IN"
+            f" ({', '.join('?' * len(CORE_TABLES))})", CORE_TABLES,
+        ).fetchall())  # fmt: skip
+    except sqlite3.DatabaseError:  # damaged: the integrity check tells how
+        return []
+    return [name for name in CORE_TABLES if found.get(name) != "table"]
 
 
 def _integrity(conn: sqlite3.Connection) -> Finding:
@@ -182,15 +216,20 @@ def _wal(db: Path) -> Finding:
 def _stuck_runs(
     conn: sqlite3.Connection, is_alive: Callable[[int | None, str | None], bool]
 ) -> Finding:
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(flow_runs)")}
-    if "pid" not in columns:
-        return Finding("runs", Level.OK, "no run records its process (old schema)")
-    stuck = [
-        run_id
-        for run_id, pid, token in conn.execute(
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(flow_runs)")}
+        if "pid" not in columns:
+            return Finding("runs", Level.OK, "no run records its process (old schema)")
+        running = conn.execute(
             "SELECT id, pid, pid_started FROM flow_runs WHERE state IN"
             " ('Running', 'Cancelling') ORDER BY created_at"
-        )
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:  # interrupted (too slow), or a row too big
+        return Finding("runs", Level.PROBLEM, f"Cannot list the running runs: {exc}",
+                       "check the database with sqlite3; restore it from a backup")  # fmt: skip
+    stuck = [
+        run_id
+        for run_id, pid, token in running
         if pid is not None and not is_alive(pid, token)
     ]
     if not stuck:

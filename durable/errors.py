@@ -8,6 +8,9 @@ DurableError             base for what durable raises on purpose (signals are no
 ├── RunNotFoundError     no flow run with that id (or prefix)
 ├── SerializationError   a result cannot be (un)pickled: names the task run and the type
 └── StoreError           the database is unusable
+    ├── DatabaseAccessError  this user may not read or write the file or its directory
+    │   └── InsecurePermissionsError  other users could write it: refused for writing
+    ├── DiskFullError      a write found the disk (or the database's size cap) full
     └── SchemaTooNewError   written by a newer durable: refused, never modified
 ```
 
@@ -84,6 +87,21 @@ class SerializationError(DurableError):
 
 class StoreError(DurableError):
     """The database cannot be opened or used."""
+
+
+class DatabaseAccessError(StoreError):
+    """The file, its -wal/-shm or its directory may not be read or written by this
+    user: a setup problem (exit 2), found before SQLite touches anything."""
+
+
+class InsecurePermissionsError(DatabaseAccessError):
+    """The database (or its directory) is writable by other users, who could then change
+    what runs: refused for writing unless allowed (`--allow-insecure-perms`), exit 2."""
+
+
+class DiskFullError(StoreError):
+    """A write failed for lack of space (SQLITE_FULL): nothing of it was recorded, and
+    what committed before stands; free space, then resume the run."""
 
 
 class LeaseLostError(StoreError):

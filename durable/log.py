@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any
 
-from durable import context
+from durable import context, redaction
 
 LOGGER_NAME = "durable"
 CONSOLE_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s | %(message)s"
@@ -64,6 +64,10 @@ class StoreLogHandler(logging.Handler):
             message = record.getMessage()
             if record.exc_info:
                 message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
+            elif record.exc_text:  # a traceback already formatted (and redacted)
+                message = f"{message}\n{record.exc_text}"
+            if redaction.ACTIVE:  # also records that were not made here (replayed)
+                message = redaction.redact(message)
             self._sink(
                 (self._run_id, context.get("task_run_id"), record.created,
                  record.levelno, record.name, message)

@@ -7,7 +7,6 @@ and nothing is read as markup, so a hostile task name cannot drive the terminal.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,8 @@ from durable.store.records import (
     TaskRunRecord,
     WorkerRecord,
 )
+from durable.text import clean
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 STYLES = {"Success": "green", "Failed": "red", "TimedOut": "red", "TriggerFailed": "red",
           "Running": "yellow", "Retrying": "yellow", "Skipped": "dim",
@@ -37,9 +36,7 @@ STYLES = {"Success": "green", "Failed": "red", "TimedOut": "red", "TriggerFailed
 
 def plain(value: Any) -> Text:
     """Return text safe to print: no control characters, no markup."""
-    return Text(
-        _CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value))
-    )
+    return Text(clean(value))
 
 
 def when(seconds: float | None) -> str:
@@ -60,7 +57,7 @@ def took(start: float | None, end: float | None) -> str:
 
 def state_text(name: str) -> Text:
     """A state name, coloured when the terminal supports it."""
-    return Text(name, style=STYLES.get(name, ""))
+    return Text(clean(name), style=STYLES.get(name, ""))
 
 
 def _console() -> Console:
@@ -181,7 +178,8 @@ class RunDetail:
     """Everything `durable show` prints about one run."""
 
     run: FlowRunRecord
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] | int
+    """The parameters, or the size of pickled ones (not shown: unpickling runs code)."""
     task_runs: list[TaskRunRecord]
     history: list[StateRecord]
 
@@ -197,7 +195,11 @@ def print_run(detail: RunDetail) -> None:
         "Started ", when(run.started_at), "  ended ", when(run.ended_at),
         "  duration ", took(run.started_at, run.ended_at),
     ))  # fmt: skip
-    console.print(Text("Parameters ").append(plain(_dump(detail.parameters))))
+    parameters = detail.parameters
+    console.print(Text("Parameters ").append(plain(
+        f"(pickled, {parameters} bytes; not shown: unpickling runs code)"
+        if isinstance(parameters, int) else _dump(parameters)
+    )))  # fmt: skip
     table = Table("Task run", "State", "Attempts", "Duration", "Message", box=None)
     for t in detail.task_runs:
         slug = t.task_slug if t.map_index < 0 else f"{t.task_slug}[{t.map_index}]"

@@ -15,8 +15,10 @@ from typing import TypeVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 
 from durable.store.browse import ReadModel, RunCounts
+from durable.text import clean
 from durable.timesource import SYSTEM_TIME
 from tui.actions import Actions
 from tui.commands import Palette
@@ -84,6 +86,15 @@ class DurableApp(Actions, Palette, App[None]):
         """Runs running now and failed in the last hour, from the latest read."""
         self.polled_at: float | None = None
         """When a poll last reached the database (the app's clock)."""
+
+    def notify(
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+        timeout: float | None = None, markup: bool = True,
+    ) -> None:  # fmt: skip
+        """Toast `message`; its control characters (a run id or a state message from
+        the database may hold escape sequences) are shown, never sent to the terminal."""
+        super().notify(clean(message), title=clean(title), severity=severity,
+                       timeout=timeout, markup=markup)  # fmt: skip
 
     def read(self, query: Callable[[ReadModel], T]) -> T:
         """Run a read on the model (any thread; one at a time)."""

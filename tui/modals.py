@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Sta
 from durable.errors import DurableError
 from durable.restarts import RestartPlan, plan_restart
 from durable.store.browse import RunRow, TaskRow
+from durable.text import clean
 from tui.render.palette import state_cell
 from tui.render.timefmt import clock, relative
 from tui.widgets import VimTable
@@ -93,12 +94,12 @@ class RestartModal(ModalScreen[RestartChoice | None]):
 
     def compose(self) -> ComposeResult:
         run = self.run
-        here = (Text(f"2  From {self.selected} + downstream") if self.selected else
+        here = (Text(clean(f"2  From {self.selected} + downstream")) if self.selected else
                 Text("2  From the selected task + downstream (pick one in Run detail)"))  # fmt: skip
         with Vertical():
-            yield Static(Text(f"Retry run {run.id}?"), classes="title")
-            yield Static(Text(f"{run.id} · {run.flow_name} v{run.flow_version} · "
-                              f"{run.state}"))  # fmt: skip
+            yield Static(Text(clean(f"Retry run {run.id}?")), classes="title")
+            yield Static(Text(clean(f"{run.id} · {run.flow_name} v{run.flow_version} · "
+                                    f"{run.state}")))  # fmt: skip
             with RadioSet(id="mode"):
                 yield RadioButton(Text("1  Retry from failure"), id="failure",
                                   value=self.mode == "failure")  # fmt: skip
@@ -225,7 +226,7 @@ class TriggerForm(ModalScreen[Any]):
     def compose(self) -> ComposeResult:
         version = f" v{self.version}" if self.version is not None else ""
         with Vertical():
-            yield Static(Text(f"Run {self.flow_name}{version} with parameters"),
+            yield Static(Text(clean(f"Run {self.flow_name}{version} with parameters")),
                          classes="title")  # fmt: skip
             with VerticalScroll():
                 if not self.parameters:
@@ -292,13 +293,13 @@ class TriggerForm(ModalScreen[Any]):
 
 
 def _parameter_label(param: Any) -> Text:
-    label = Text(param.name, style="bold")
+    label = Text(clean(param.name), style="bold")
     if param.required:
         label.append(" *", style="bold red")
         label.append("  required")
     if param.default is not None:
         kind = type(parse_value(param.default)).__name__
-        label.append(f"  ({kind}, default {param.default})")
+        label.append(clean(f"  ({kind}, default {param.default})"))
     return label
 
 
@@ -362,7 +363,7 @@ class ActionLogScreen(ModalScreen[None]):
 
     def show_error(self, exc: Exception) -> None:
         error = self.query_one("#error", Static)
-        error.update(Text(f"Cannot read the log: {exc}"))
+        error.update(Text(clean(f"Cannot read the log: {exc}")))
         error.remove_class("hidden")
 
     def action_close(self) -> None:

@@ -3,7 +3,8 @@ runs and logs.
 
 Errors print one line and exit non-zero (no traceback unless `--debug`). Exit codes: 0 the
 flow run succeeded, 1 it did not (or durable itself failed), 2 bad input, 3 the database is
-unusable, 5 the database comes from a newer durable, 130 interrupted (the run is resumable).
+unusable, 4 the disk is full (free space, then resume), 5 the database comes from a newer
+durable, 130 interrupted (the run is resumable).
 """
 
 from __future__ import annotations

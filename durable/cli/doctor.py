@@ -8,6 +8,7 @@ import click
 
 from durable.cli.base import Settings, cli, pass_settings
 from durable.store import resolve_db_path
+from durable.text import clean
 
 MARKS = {"ok": "ok     ", "warning": "WARNING", "problem": "PROBLEM"}
 
@@ -23,11 +24,11 @@ def doctor(settings: Settings, remove_orphans: bool) -> None:
     from durable.doctor import examine, exit_code
 
     report = examine(resolve_db_path(settings.db), remove_orphans=remove_orphans)
-    click.echo(f"Database {report.path}")
-    for finding in report.findings:
-        click.echo(
+    click.echo(f"Database {clean(report.path)}")
+    for finding in report.findings:  # messages may quote the database: shown as text
+        click.echo(clean(
             f"  {MARKS[finding.level.value]}  {finding.check:<9} {finding.message}"
-        )
+        ))  # fmt: skip
         if finding.advice:
-            click.echo(f"  {'':7}  {'':<9} → {finding.advice}")
+            click.echo(clean(f"  {'':7}  {'':<9} → {finding.advice}"))
     sys.exit(exit_code(report))

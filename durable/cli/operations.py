@@ -30,6 +30,7 @@ from durable.store import Store
 from durable.store.control import CancelOutcome, CancelResult
 from durable.store.records import NewScheduledRun, SchedulableFlowRecord
 from durable.store.registry import load_copy
+from durable.text import clean
 from durable.timesource import SYSTEM_TIME
 
 MAX_BACKFILL = 10_000
@@ -87,8 +88,8 @@ def cancel(settings: Settings, run_id: str, wait: float | None) -> None:
         fail(f"Run {full} has already ended ({result.found}); nothing to cancel",
              EXIT_FAILED)  # fmt: skip
     if result.outcome is CancelOutcome.CANCELLED:
-        click.echo(f"Cancelled run {full} (it was {result.found}; nothing was running "
-                   "it)")  # fmt: skip
+        click.echo(f"Cancelled run {clean(full)} (it was {clean(result.found)}; "
+                   "nothing was running it)")  # fmt: skip
         return
     click.echo(f"Asked run {full} to stop: it ends Cancelled after the task runs "
                "it has started")  # fmt: skip
@@ -97,7 +98,7 @@ def cancel(settings: Settings, run_id: str, wait: float | None) -> None:
         if state is None:
             fail(f"Run {full} has not stopped after {wait:g} s; it stops after its "
                  "running task runs finish", EXIT_FAILED)  # fmt: skip
-        click.echo(f"Run {full}: {state}")
+        click.echo(f"Run {clean(full)}: {clean(state)}")
 
 
 async def _wait_for_end(store: Store, run_id: str, seconds: float) -> str | None:
@@ -312,4 +313,5 @@ def limits_ls(settings: Settings) -> None:
         )
     for limit in found:
         held = ", ".join(limit.holders) or "none"
-        click.echo(f"{limit.tag}  {len(limit.holders)}/{limit.slots} in use  ({held})")
+        click.echo(clean(f"{limit.tag}  {len(limit.holders)}/{limit.slots} in use  "
+                         f"({held})"))  # fmt: skip

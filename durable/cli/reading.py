@@ -46,7 +46,7 @@ def show(settings: Settings, run_id: str, history: bool) -> None:
         record = await store.get_flow_run(run_id)
         return views.RunDetail(
             record,
-            await store.load_parameters(record.id),
+            await store.read_parameters(record.id),  # never unpickled
             await store.list_task_runs(record.id),
             await store.list_states(record.id) if history else [],
         )

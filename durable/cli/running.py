@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import click
 
 from durable.cli.base import (
+    EXIT_DISK_FULL,
     EXIT_INTERRUPTED,
     Settings,
     cli,
@@ -20,8 +21,10 @@ from durable.cli.base import (
 )
 from durable.cli.loading import load_flow, parse_params
 from durable.core.flow import Flow
+from durable.core.secret import check_secrets
+from durable.errors import DiskFullError
 from durable.executors import executor_from_spec
-from durable.store.connection import Durability
+from durable.store.connection import Durability, check_access, resolve_db_path
 from durable.store.records import (
     FlowRunRecord,
 )
@@ -45,7 +48,12 @@ def _run_flow(settings: Settings, flow: Flow, *, run_id: str, **options: Any) ->
 
     try:
         with reported(settings):
-            return run_flow(flow, db=settings.db, run_id=run_id, **options)
+            try:
+                return run_flow(flow, db=settings.db, run_id=run_id, **options)
+            except DiskFullError as exc:
+                if settings.debug:
+                    raise
+                fail(f"{exc}: durable resume {run_id}", EXIT_DISK_FULL)
     except KeyboardInterrupt:
         fail(f"Interrupted; continue with: durable resume {run_id}", EXIT_INTERRUPTED)
 
@@ -82,6 +90,7 @@ def run(settings: Settings, target: str, params: tuple[str, ...], run_id: str | 
     parameters = parse_params(params)
     with reported(settings):
         flow.validate_parameters(parameters)  # a bad parameter is one line, no run id
+        check_secrets(flow.name, flow.sorted_tasks())  # so is a missing secret
     executor = _executor(settings, executor_spec)
     click.echo(f"Flow run {run_id} of flow {flow.name!r}", err=True)
     state = _run_flow(settings, flow, parameters=parameters, run_id=run_id,
@@ -111,8 +120,16 @@ def resume(settings: Settings, run_id: str, file: str | None,
            allow_flow_changes: bool, executor_spec: str | None) -> None:  # fmt: skip
     """Resume a run: finished task runs are skipped, the rest run."""
     executor = _executor(settings, executor_spec)
+    _check_writable(settings)
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
     continue_run(settings, record, file, allow_flow_changes, executor=executor)
+
+
+def _check_writable(settings: Settings) -> None:
+    # Before the read that finds the run: a reader would already create -wal and -shm
+    # beside a database that this user may not write.
+    with reported(settings):
+        check_access(resolve_db_path(settings.db), write=True)
 
 
 @cli.command()
@@ -129,6 +146,7 @@ def approve(
     continue the run."""
     from durable import control
 
+    _check_writable(settings)
     record = with_store(settings, lambda store: store.get_flow_run(run_id))
     if queue:
         queued = with_store(

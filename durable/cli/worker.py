@@ -16,6 +16,7 @@ import click
 
 from durable.cli.base import Settings, cli, pass_settings, reported, with_store
 from durable.doctor import is_wal_reset_fixed
+from durable.errors import DiskFullError
 from durable.store import Store, resolve_db_path
 from durable.timesource import SYSTEM_TIME
 from durable.worker import CATCHUPS, Catchup, Launcher, SubprocessLauncher, Worker
@@ -36,9 +37,13 @@ from durable.worker.launcher import run_in_this_process
               metavar="SECONDS", help="On SIGTERM/Ctrl-C, how long running runs may "
               "finish before they are stopped (they resume later).")  # fmt: skip
 @click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, hidden=True)
+# Tests only (RELIABILITY A3): a lease short enough to expire within a test.
+@click.option("--lease-seconds", type=click.FloatRange(min=0.5), default=30.0,
+              hidden=True)  # fmt: skip
 @pass_settings
 def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
-           catchup: Catchup, grace: float, poll: float) -> None:  # fmt: skip
+           catchup: Catchup, grace: float, poll: float,
+           lease_seconds: float) -> None:  # fmt: skip
     """Create scheduled runs of registered flows and run each in its own process.
 
     SIGTERM or Ctrl-C stops claiming and gives the running runs --grace seconds to
@@ -51,6 +56,7 @@ def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
             runner = Worker(
                 store, SYSTEM_TIME, launcher, concurrency=concurrency, name=name,
                 catchup=catchup, grace=timedelta(seconds=grace),
+                lease=timedelta(seconds=lease_seconds),
             )  # fmt: skip
             click.echo(f"Worker {runner.name} on {store.path}", err=True)
             if not is_wal_reset_fixed(sqlite3.sqlite_version_info):
@@ -59,6 +65,12 @@ def worker(settings: Settings, concurrency: int, name: str | None, burst: bool,
                            "database at once can corrupt it", err=True)  # fmt: skip
             if burst:
                 await runner.burst()
+                if runner.disk_full_until is not None:
+                    raise DiskFullError(
+                        "A run stopped because the disk is full; it was given back "
+                        "and resumes once there is room: free some space, then run "
+                        "the worker again"
+                    )
             else:
                 await _serve(runner, timedelta(seconds=poll))
 

@@ -58,6 +58,10 @@ class Parameter(Task):
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"
 
+    def check(self, value: Any) -> None:
+        """Refuse a value this parameter cannot take (ParameterError), before the run
+        exists. Parameters are untyped, as in Prefect 1: any value passes here."""
+
     def run(self) -> Any:
         """Return the run's value for this parameter, or its default."""
         given = context.get("parameters") or {}
@@ -90,6 +94,23 @@ class DateTimeParameter(Parameter):
             return value
         return pendulum.parse(value)
 
+    def check(self, value: Any) -> None:
+        """Refuse a value that is neither a datetime, None nor a string that parses
+        as one: the run would only fail later, at this parameter's task."""
+        if value is None or isinstance(value, datetime.datetime):
+            return
+        try:
+            if not isinstance(value, str):
+                raise TypeError(f"a {type(value).__name__}")
+            parsed = pendulum.parse(value)
+            if not isinstance(parsed, datetime.datetime):
+                raise TypeError(f"a {type(parsed).__name__}")
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ParameterError(
+                f"Parameter {self.name!r} takes a date and time, not {value!r} ({exc}); "
+                "write e.g. 2026-01-31T09:00:00+01:00"
+            ) from exc
+
 
 def check_parameters(
     flow_name: str, declared: Iterable[Parameter], given: Mapping[str, Any]
@@ -116,6 +137,8 @@ def check_parameters(
             f"Flow {flow_name!r} is missing required parameter(s) {_quoted(missing)}; "
             "pass them in parameters={...} or as keyword arguments of flow.run()"
         )
+    for name, value in given.items():
+        parameters[name].check(value)
     values = {n: p.default for n, p in parameters.items() if not p.required}
     values.update(given)
     return values

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from durable import context
+from durable import context, redaction
 from durable.core.edge import Edge
 from durable.engine.cache_validators import (
     duration_only,
@@ -162,6 +162,12 @@ async def cache_result(runner: TaskRunner, value: Any, inputs: dict[str, Any]) -
         blob = env.store.result_files.serialize(
             serializer, value, stem=f"cache-{runner.task_run_id}"
         )
+        if redaction.ACTIVE and _holds_secret(blob, cache_key(runner)):
+            if isinstance(blob, PendingFile):
+                blob.discard()
+            error = redaction.refused_result(task.name, value, serializer.name)
+            return Failed(f"{error}; cache_for stores it even with checkpoint=False",
+                          result=error)  # fmt: skip
         if isinstance(blob, PendingFile):  # durable before the entry is queued
             blob = await anyio.to_thread.run_sync(blob.persist)
     except Exception as exc:  # noqa: BLE001 (the user's value failed to serialize)
@@ -200,6 +206,14 @@ async def cache_result(runner: TaskRunner, value: Any, inputs: dict[str, Any]) -
             "hashed_parameters": entry.hashed_parameters,
         },
     )
+
+
+def _holds_secret(blob: tuple[str, bytes] | PendingFile, key: str) -> bool:
+    if redaction.leaks(key):
+        return True
+    if isinstance(blob, PendingFile):
+        return redaction.file_leaks(blob.temporary)
+    return redaction.leaks(blob[1])
 
 
 # Targets ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pendulum import DateTime
 from durable import context
 from durable.core.flow import Flow
 from durable.core.identity import shape
+from durable.core.secret import check_secrets
 from durable.engine.cancel import CancelWatch, cancel_unfinished
 from durable.engine.mapping import (
     blocked_map,
@@ -42,7 +43,7 @@ from durable.engine.plan import (
 from durable.engine.resume import RunLoader
 from durable.engine.runner import as_transition, call_handlers, record_flow_state
 from durable.engine.task_runner import RunEnvironment, TaskRunner
-from durable.errors import RunNotFoundError
+from durable.errors import ParameterError, RunNotFoundError
 from durable.executors import Executor, LocalExecutor
 from durable.log import configure_console, store_logs
 from durable.states import (
@@ -111,6 +112,8 @@ class FlowRunner:
     ) -> State:
         """Start a new run (or resume run `run_id`) and return its final state."""
         self.flow.validate()
+        # Secrets are never stored: each run, resumed ones too, fetches them first.
+        check_secrets(self.flow.name, self.flow.sorted_tasks())
         plan = await self.initialize_run(parameters, run_id)
         self._order = list(plan.tasks.values())
         for task in self._order:
@@ -179,6 +182,13 @@ class FlowRunner:
             run = TaskRunPlan(new_task_run_id(plan.created_at), 0, Pending())
             plan.add(task, self.flow.slugs[task], task in self._mapped, run)
         blob, serializer = _dump_parameters(params)
+        if len(blob) > self.store.max_value_bytes:
+            raise ParameterError(
+                f"The parameters of flow {self.flow.name!r} take {len(blob):,} bytes "
+                f"stored, more than one database row holds "
+                f"({self.store.max_value_bytes:,}); pass a path or a reference to "
+                "the data instead"
+            )
         self.store.create_flow_run(
             run_id=plan.run_id,
             flow_name=self.flow.name,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from durable import redaction
 from durable.states import Failed, State
 from durable.store import Store, Transition
 
@@ -39,11 +41,16 @@ def call_handlers(
 def as_transition(state: State) -> Transition:
     """Describe a stamped state for the store."""
     assert state.timestamp_seconds is not None, "stamp the state before recording it"
+    message, details = state.message, state.details() or None
+    if redaction.ACTIVE:  # a secret's value never reaches the states table
+        message = None if message is None else redaction.redact(message)
+        if details is not None and redaction.leaks(json.dumps(details, default=repr)):
+            details = json.loads(redaction.redact(json.dumps(details, default=repr)))
     return Transition(
         name=state.name,
-        message=state.message,
+        message=message,
         timestamp=state.timestamp_seconds,
-        details=state.details() or None,
+        details=details,
         finished=state.is_finished(),
     )
 

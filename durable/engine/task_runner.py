@@ -15,9 +15,10 @@ from typing import Any
 
 import anyio
 
-from durable import context, signals
+from durable import context, redaction, signals
 from durable.core.edge import Edge
 from durable.core.parameter import Parameter
+from durable.core.secret import Secret
 from durable.core.task import Task
 from durable.engine.caching import cache_result, check_cached
 from durable.engine.limits import concurrency_slots
@@ -42,7 +43,13 @@ from durable.states import (
 )
 from durable.store import Store
 from durable.store.results import PendingFile
-from durable.store.serializers import JSON, PICKLE, dump_exception, resolve_serializer
+from durable.store.serializers import (
+    JSON,
+    PICKLE,
+    StoredException,
+    resolve_serializer,
+)
+from durable.store.serializers import dump_exception as pickle_exception
 from durable.timesource import TimeSource
 
 logger = logging.getLogger("durable.TaskRunner")
@@ -229,6 +236,8 @@ class TaskRunner:
         except Exception as exc:  # noqa: BLE001 (the user's template or callable failed)
             message = f"Cannot fill task_run_name {template!r}: {exc!r}"
             return self.transition(state, Failed(message, result=exc))
+        if redaction.ACTIVE:  # a template may name a secret input
+            name = redaction.redact(name)
         self.display_name = name
         self.env.store.name_task_run(self.task_run_id, name)
         return state
@@ -325,6 +334,11 @@ class TaskRunner:
     def _persist(
         self, state: State, pending: PendingFile
     ) -> ResultBlob | SerializationError:
+        if redaction.ACTIVE and redaction.file_leaks(pending.temporary):
+            pending.discard()
+            return redaction.refused_result(
+                self.task.name, state.result, pending.serializer
+            )
         try:
             return pending.persist()
         except OSError as exc:  # a full or failing disk fails the task, not the run
@@ -345,6 +359,8 @@ class TaskRunner:
             if isinstance(value, BaseException):
                 return (PICKLE.name, dump_exception(value))
             return None
+        if isinstance(self.task, Secret):
+            return None  # never stored, whatever `checkpoint` says
         # A loop's result is kept even without checkpointing: resume continues from it.
         checkpointed = isinstance(state, Success) and self.task.checkpoint is not False
         if not (checkpointed or isinstance(state, Looped)):
@@ -358,7 +374,7 @@ class TaskRunner:
         files = self.env.store.result_files
         for serializer in serializers:
             try:  # inline bytes, or a file for a result over the threshold
-                return files.serialize(serializer, value, stem=self.task_run_id)
+                blob = files.serialize(serializer, value, stem=self.task_run_id)
             except Exception as exc:  # noqa: BLE001 (the user's value failed to pickle)
                 error = SerializationError(
                     task_name=self.task.name,
@@ -366,6 +382,11 @@ class TaskRunner:
                     serializer=serializer.name,
                     reason=f"{type(exc).__name__}: {exc}",
                 )
+                continue
+            inline = blob[1] if isinstance(blob, tuple) else b""  # files: in _persist
+            if redaction.ACTIVE and redaction.leaks(inline):
+                return redaction.refused_result(self.task.name, value, serializer.name)
+            return blob
         return error
 
     def _log_transition(self, state: State) -> None:
@@ -413,6 +434,15 @@ class TaskRunner:
             return ("signal", signal)
         except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 (user code)
             return ("error", exc)
+        except KeyboardInterrupt:
+            raise  # as Ctrl-C: the run stops, resumable (docs/decisions.md)
+        except BaseException as exc:
+            # A timeout's (or the run's) cancellation passes on; a CancelledError or
+            # other BaseException the body raised itself fails the task run, rather
+            # than escaping the run and leaving it Running.
+            if anyio.current_effective_deadline() == float("-inf"):
+                raise
+            return ("error", exc)
         return ("value", value)
 
     def _context_values(self) -> dict[str, Any]:
@@ -430,3 +460,15 @@ class TaskRunner:
             "logger": self.logger,
             "log_stdout": self.task.log_stdout,  # process and Dask bodies capture there
         }
+
+
+def dump_exception(exc: BaseException) -> bytes:
+    """Pickle a task's exception; one that holds a secret's value as a redacted stand-in."""
+    data = pickle_exception(exc)
+    if redaction.ACTIVE and redaction.leaks(data):
+        stand_in = StoredException.from_exception(exc)
+        data = PICKLE.dumps(StoredException(
+            stand_in.type_name, redaction.redact(stand_in.message),
+            redaction.redact(stand_in.traceback_text),
+        ))  # fmt: skip
+    return data

@@ -101,3 +101,29 @@ class RemoteException(Exception):  # noqa: N818 (it stands for the user's except
     def __reduce__(self) -> tuple[Any, ...]:
         args = (self.type_name, self.message, self.traceback_text)
         return (type(self), args, self.__dict__)
+
+
+class InterruptedBody(Exception):  # noqa: N818 (named for what happened)
+    """A task body raised KeyboardInterrupt on a worker thread or in a worker process.
+
+    Ctrl-C reaches only the flow process's main thread (worker processes ignore it), so
+    this one is the body's own doing: it fails the task run, as a body's SystemExit
+    does. Only a KeyboardInterrupt on the engine's own thread stops the flow run and
+    leaves it resumable (docs/decisions.md).
+    """
+
+    def __init__(self, error: BaseException, where: str) -> None:
+        super().__init__(f"the task body raised {error!r} in {where}")
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_interrupted, (self.args, self.__dict__))
+
+
+def _rebuild_interrupted(
+    args: tuple[Any, ...], state: dict[str, Any]
+) -> InterruptedBody:
+    error = InterruptedBody.__new__(InterruptedBody)
+    error.args = args
+    error.__dict__.update(state)
+    return error

@@ -22,8 +22,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from durable import context, signals
-from durable.executors.base import RemoteException, TransferError
+from durable import context, redaction, signals
+from durable.executors.base import InterruptedBody, RemoteException, TransferError
 from durable.log import capture_prints
 from durable.states import NoResult, State
 
@@ -46,6 +46,8 @@ class BodyCall:
     """Effective levels of the root and `durable` loggers in the flow's process."""
     origin_pid: int
     """The flow's process: a body running there needs no log forwarding."""
+    secrets: tuple[str, ...] = ()
+    """The secret values registered in the flow's process: redacted there too."""
 
 
 # Packing (in the flow's process) ----------------------------------------------------------
@@ -69,6 +71,7 @@ def pack_call(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) ->
             "durable": logging.getLogger("durable").getEffectiveLevel(),
         },
         origin_pid=os.getpid(),
+        secrets=redaction.registered(),
     )
     try:
         return _dumps(call)
@@ -151,10 +154,10 @@ def as_line(record: logging.LogRecord) -> LogLine:
     """Flatten a record: its message formatted, its traceback folded into it."""
     line = {key: getattr(record, key, None) for key in _LINE_KEYS}
     message = record.getMessage()
-    if record.exc_info:
-        message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
-    elif record.exc_text:
+    if record.exc_text:  # formatted already (and redacted, if it held a secret)
         message = f"{message}\n{record.exc_text}"
+    elif record.exc_info:
+        message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
     line.update(msg=message, args=None, exc_info=None, exc_text=None)
     return line
 
@@ -196,6 +199,8 @@ def execute(data: bytes, sink: LogSink, *, whole_process: bool = False) -> bytes
     except Exception as exc:  # noqa: BLE001 (unpickling runs the user's code)
         error = TransferError(task="<task>", what="body", reason=_reason(exc))
         return _pack_outcome(("error", error), "<task>")
+    if call.secrets:
+        redaction.register_all(call.secrets)
     label = str(call.context.get("task_name", "<task>"))
     with context.task_context(call.context), _forwarding(call, sink, whole_process):
         printing = call.context.get("log_stdout") and isinstance(
@@ -218,7 +223,9 @@ def _run(call: BodyCall) -> tuple[str, Any]:
             value = call.fn(**call.kwargs)
     except signals.Signal as signal:  # the user chose the state
         return ("signal", _signal_parts(signal))
-    except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 (user code)
+    except BaseException as exc:  # noqa: BLE001 (user code)
+        # Any kind: a worker process ignores Ctrl-C, so even a KeyboardInterrupt is
+        # the body's own, and a CancelledError cannot be a cancellation of ours.
         return ("error", exc)
     return ("value", value)
 
@@ -270,6 +277,8 @@ def unpack_outcome(data: bytes) -> Any:
         return value
     if kind == "signal":
         raise _rebuild_signal(*value)
+    if isinstance(value, KeyboardInterrupt):  # the body's own: not a stop of the run
+        raise InterruptedBody(value, "a worker process") from value
     raise value
 
 
@@ -297,5 +306,7 @@ def unpack_with_lines(data: bytes) -> tuple[bytes, list[LogLine]]:
 
 def replay(line: LogLine) -> None:
     """Emit a record from a worker here, in the current (task run's) context."""
+    if redaction.ACTIVE:  # made elsewhere: not through this process's record factory
+        line = {**line, "msg": redaction.redact(str(line.get("msg", "")))}
     record = logging.makeLogRecord(line)
     logging.getLogger(record.name).handle(record)

@@ -19,6 +19,43 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from durable.errors import ConfigurationError
+from durable.executors.base import InterruptedBody
+
+
+class _Raised(Exception):  # noqa: N818 (a carrier, not an error of its own)
+    """Carries a body's BaseException that is not an Exception (GeneratorExit, a
+    CancelledError, a user's subclass) from its thread: raised as itself, it would
+    break the event loop's await on the thread's future instead of reaching the task
+    runner, which records it as the task run's failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _carry(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 (re-raised on the loop's side)
+        raise _Raised(exc) from None
+
+
+async def on_thread(
+    fn: Callable[[], Any], *, abandon: bool, limiter: CapacityLimiter | None = None
+) -> Any:
+    """Run a sync body on a worker thread; its exception, whatever its kind, is
+    raised here as itself."""
+    try:
+        return await anyio.to_thread.run_sync(
+            partial(_carry, fn), abandon_on_cancel=abandon, limiter=limiter
+        )
+    except _Raised as raised:
+        if isinstance(raised.error, KeyboardInterrupt):
+            # Ctrl-C reaches the main thread only: this one is the body's own doing.
+            raise InterruptedBody(raised.error, "a worker thread") from raised.error
+        raise raised.error from None
 
 
 class LocalExecutor:
@@ -38,9 +75,7 @@ class LocalExecutor:
         if is_async:
             return await fn(**kwargs)
         if abandonable:
-            return await anyio.to_thread.run_sync(
-                partial(fn, **kwargs), abandon_on_cancel=True
-            )
+            return await on_thread(partial(fn, **kwargs), abandon=True)
         return fn(**kwargs)
 
     def __repr__(self) -> str:
@@ -77,8 +112,8 @@ class ConcurrentExecutor:
             return await fn(**kwargs)
         if self._threads is None:  # called outside start(): still bounded
             self._threads = CapacityLimiter(self.max_workers)
-        return await anyio.to_thread.run_sync(
-            partial(fn, **kwargs), abandon_on_cancel=abandonable, limiter=self._threads
+        return await on_thread(
+            partial(fn, **kwargs), abandon=abandonable, limiter=self._threads
         )
 
     def __repr__(self) -> str:

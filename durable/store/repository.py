@@ -23,12 +23,18 @@ from durable.errors import RunNotFoundError, StoreError
 from durable.liveness import process_token
 from durable.store import rows
 from durable.store.connection import (
+    ROW_MARGIN,
     Durability,
+    GuardedConnection,
+    ReadBudget,
+    check_access,
     check_existing,
     connect_reader,
     connect_writer,
     ensure_file,
+    max_value_bytes,
     migrate,
+    open_error,
     resolve_db_path,
 )
 from durable.store.limits import ConcurrencyLimits
@@ -54,6 +60,9 @@ from durable.store.results import (
 from durable.store.serializers import SERIALIZERS
 from durable.store.writer import CheckpointWriter, LogRow
 
+DEFAULT_MAX_VALUE_BYTES = 1_000_000_000 - ROW_MARGIN
+"""SQLite's default SQLITE_MAX_LENGTH, less room for a row's other columns."""
+
 
 class Store(FlowRegistry, Reruns, ConcurrencyLimits):
     """One durable database: a writer thread for checkpoints, a reader for queries.
@@ -75,6 +84,10 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
         self._sync_lock = threading.Lock()
         self._closed = False
         self._owner: tuple[int, str] | None = None
+        self._budget: ReadBudget | None = None  # read-only stores: time per statement
+        self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+        """The largest value (parameters, a result) one row can hold (SQLite's
+        SQLITE_LIMIT_LENGTH, less room for the row's other columns)."""
         self.result_files = ResultFiles(results_directory(path), threshold_from_env())
         """Where results above the size threshold go (`<db>.results/`), and the
         threshold (`DURABLE_RESULT_FILE_THRESHOLD`, 1 MiB by default)."""
@@ -100,8 +113,9 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
         A database written by a newer durable is refused before anything touches it.
         """
         path = resolve_db_path(db)
+        check_access(path, write=not readonly)
         check_existing(path)
-        writer = None
+        writer, max_value = None, None
         if readonly:
             if not path.exists():
                 raise StoreError(
@@ -111,16 +125,32 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
             ensure_file(path)
             conn = connect_writer(path, durability)
             migrate(conn, path)
-            writer = CheckpointWriter(conn, max_pending=max_pending)
+            max_value = max_value_bytes(conn)
+            writer = CheckpointWriter(conn, max_pending=max_pending, path=path)
+        # A read-only store is the CLI's, on a database that may be hostile: its rows
+        # and its statements are bounded (G6 in RELIABILITY.md).
+        budget = ReadBudget() if readonly else None
+        guarded: dict[str, Any] = {"factory": GuardedConnection} if readonly else {}
         try:
-            reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+            reader = await aiosqlite.connect(
+                f"file:{path}?mode=ro", uri=True, **guarded
+            )
             await reader.execute("PRAGMA busy_timeout=30000")
             await reader.execute("PRAGMA query_only=ON")
+            if budget is not None:
+                await reader.set_progress_handler(budget, ReadBudget.STEPS)
         except sqlite3.DatabaseError as exc:
             if writer is not None:
                 writer.close()
-            raise StoreError(f"Cannot open database {str(path)!r}: {exc}") from exc
-        return cls(path, reader, writer)
+            raise open_error(path, exc) from exc
+        store = cls(path, reader, writer)
+        store._budget = budget
+        if max_value is not None:
+            store.max_value_bytes = max_value
+            # A result too large for a row goes to a file, whatever the threshold says.
+            files = store.result_files
+            files.threshold = min(files.threshold, max_value)
+        return store
 
     async def close(self) -> None:
         """Commit what is queued and close every connection."""
@@ -437,6 +467,23 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
         value: dict[str, Any] = SERIALIZERS[fetched[0][1]].loads(fetched[0][0])
         return value
 
+    async def read_parameters(self, run_id: str) -> dict[str, Any] | int:
+        """Return a flow run's parameters if stored as JSON, else their size in bytes.
+
+        For readers (CLI, TUI) of a database that may not be trusted: never unpickles.
+        """
+        fetched = await self._fetch(
+            "SELECT parameters, parameters_serializer FROM flow_runs WHERE id = ?",
+            (run_id,),
+        )
+        if not fetched:
+            raise RunNotFoundError(run_id)
+        data, serializer = fetched[0]
+        if serializer != "json":
+            return len(data)
+        value: dict[str, Any] = json.loads(data)
+        return value
+
     def load_result(self, task_run_id: str) -> Any:
         """Read and deserialize a task run's stored result (synchronous, any thread).
 
@@ -470,7 +517,9 @@ class Store(FlowRegistry, Reruns, ConcurrencyLimits):
         return bool(fetched[0][0])
 
     async def _fetch(self, sql: str, args: Iterable[Any]) -> list[Any]:
+        if self._budget is not None:
+            self._budget.start()
         try:
             return list(await self._reader.execute_fetchall(sql, tuple(args)))
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
+            raise open_error(self.path, exc, "read") from exc

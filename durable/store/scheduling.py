@@ -72,6 +72,24 @@ def insert_ticks(
     return conn.total_changes - before
 
 
+def _fail_running_task_runs(
+    conn: sqlite3.Connection, run_id: str, failed: Transition
+) -> None:
+    """Fail the task runs a crashed-for-good run left Running: no process will ever
+    finish them, and a finished run shows none of its task runs as running."""
+    for (task_run_id,) in conn.execute(
+        "SELECT id FROM task_runs WHERE flow_run_id = ?"
+        " AND state IN ('Running', 'Cancelling')",
+        (run_id,),
+    ).fetchall():
+        conn.execute(
+            "UPDATE task_runs SET state = 'Failed', state_message = ?, updated_at = ?,"
+            " ended_at = ? WHERE id = ?",
+            (failed.message, failed.timestamp, failed.timestamp, task_run_id),
+        )
+        rows.append_state(conn, run_id, task_run_id, failed)
+
+
 def _is_paused(conn: sqlite3.Connection, name: str) -> bool:
     row = conn.execute(
         "SELECT paused_at FROM flow_settings WHERE name = ?", (name,)
@@ -302,6 +320,7 @@ class ScheduledRuns(abc.ABC):
                 (message, now, now, run_id),
             ).rowcount:
                 rows.append_state(conn, run_id, None, failed)
+                _fail_running_task_runs(conn, run_id, failed)
             return "Crashed"
 
         status: str | None = await self._write(write)

@@ -22,13 +22,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
 from durable import crashpoints
-from durable.errors import LeaseLostError, StoreError
-from durable.store.connection import transaction
+from durable.errors import DiskFullError, LeaseLostError, StoreError
+from durable.store.connection import damage_advice, is_damage, transaction
 from durable.timesource import monotonic
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class CheckpointWriter:
         max_lag: float = 0.05,
         log_interval: float = 0.25,
         clock: Callable[[], float] = monotonic,
+        path: Path | None = None,
     ) -> None:
         self._conn = conn
+        self._path = path  # for error messages
         self._max_pending, self._max_lag = max_pending, max_lag
         self._log_interval = log_interval
         self._clock = clock
@@ -101,6 +104,15 @@ class CheckpointWriter:
                 self._acks.append((self._submitted, ack))
             self._cond.notify()
             return self._submitted
+
+    def commit_eagerly(self) -> None:
+        """Make `throttle` wait until every queued write has committed, so no finished
+        task run's checkpoint is in flight when the next task body starts.
+
+        For a run that crashed before: if one of its task bodies kills the process (a
+        poison pill), the task runs that finished before it are not lost with it again.
+        """
+        self._max_lag = 0.0
 
     def after_commit(self, callback: Callable[[], object]) -> None:
         """Run `callback` once the transaction being written commits (never if it fails).
@@ -157,9 +169,19 @@ class CheckpointWriter:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise StoreError(f"Writing to the database failed: {self._error}") from (
-                self._error
-            )
+            error = self._error
+            if getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+                raise DiskFullError(
+                    f"Writing to the database failed: {error} (disk full, or the "
+                    "database at its size limit); nothing of the failed write was "
+                    "recorded: free some space, then resume the run"
+                ) from error
+            if self._path is not None and is_damage(error):
+                raise StoreError(
+                    f"Writing to database {str(self._path)!r} failed: it is damaged "
+                    f"({error}); {damage_advice(self._path)}"
+                ) from error
+            raise StoreError(f"Writing to the database failed: {error}") from error
 
     # The writer thread -----------------------------------------------------------------
     def _loop(self) -> None:

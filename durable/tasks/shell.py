@@ -154,7 +154,7 @@ class ShellTask(Task):
             )
         if not self.shell and not helper_script:
             argv = shlex.split(command) if isinstance(command, str) else list(command)
-            return argv, shlex.join(argv)
+            return self._refuse_nul(argv), shlex.join(argv)
         if isinstance(command, str):
             script = command if self.shell else shlex.join(shlex.split(command))
         else:
@@ -162,7 +162,18 @@ class ShellTask(Task):
         if helper_script:
             script = f"{helper_script}\n{script}"
         shell = self.shell if isinstance(self.shell, str) else "/bin/sh"
-        return [shell, "-c", script], script
+        return self._refuse_nul([shell, "-c", script]), script
+
+    def _refuse_nul(self, argv: list[str]) -> list[str]:
+        """Refuse an argument with a NUL byte: a program's argv strings end at NUL, so
+        it would get another argument than the one given (subprocess refuses it too)."""
+        for arg in argv:
+            if "\0" in str(arg):
+                raise ValueError(
+                    f"ShellTask {self.name!r}: argument {arg!r} holds a NUL byte, which "
+                    "no command can receive; remove it from the argument"
+                )
+        return argv
 
     def _emitter(
         self, log: logging.Logger, keep: Callable[[str], None]

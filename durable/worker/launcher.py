@@ -110,6 +110,10 @@ async def run_scheduled(
         raise DurableError(f"No scheduled run {run_id!r}; see: durable worker")
     flow = await _flow_of(store, tick)
     verb, from_tasks = parse_rerun(tick.rerun)
+    if tick.crashes:
+        # The run crashed before: a task body may be what kills it. Commit each task's
+        # checkpoint before the next one starts, so each relaunch keeps what it did.
+        store.writer.commit_eagerly()
     if lease_token is not None:
         # The claim names this process from now on, not the worker that launched it:
         # if the worker dies before recording the launch, no other worker mistakes
@@ -161,11 +165,16 @@ async def _flow_of(store: Store, tick: ScheduledRunRecord) -> Any:
     return load_flow(record.source_path, tick.flow_name)
 
 
+EXIT_DISK_FULL = 4
+"""A run process's exit code when the disk filled up: the run is given back, not
+counted as a crash (`durable.cli.base.EXIT_DISK_FULL`)."""
+
+
 def run_in_this_process(db: str, run_id: str, lease_token: str | None) -> int:
     """Run a scheduled run in this process, as `durable worker-run` does; return the
     exit code (0 success, 1 the flow run did not succeed, 2 bad input, 3 the database
-    is unusable). Errors print one line on stderr."""
-    from durable.errors import StoreError
+    is unusable, 4 the disk is full). Errors print one line on stderr."""
+    from durable.errors import DiskFullError, StoreError
 
     async def work() -> bool:
         store = await Store.open(db)
@@ -179,6 +188,8 @@ def run_in_this_process(db: str, run_id: str, lease_token: str | None) -> int:
         return 0 if anyio.run(work) else 1
     except DurableError as exc:
         sys.stderr.write(f"Error: {exc}\n")
+        if isinstance(exc, DiskFullError):
+            return EXIT_DISK_FULL
         return 3 if isinstance(exc, StoreError) else 2
 
 

@@ -26,14 +26,23 @@ from durable.liveness import Liveness, liveness, process_token
 from durable.store import Store
 from durable.store.records import SchedulableFlowRecord, ScheduledRunRecord
 from durable.store.registry import load_copy
-from durable.timesource import TimeSource
-from durable.worker.launcher import Handle, Launcher
+from durable.timesource import TimeSource, monotonic
+from durable.worker.launcher import EXIT_DISK_FULL, Handle, Launcher
+from durable.worker.maintenance import WalMaintenance
 from durable.worker.ticks import due_events, plan_ticks
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = ("Pending", "Scheduled", "Running")
 """Flow run states that mean a run whose process has ended did not finish: it crashed."""
+
+DISK_FULL_BACKOFF = 30.0
+"""Seconds (monotonic) a worker claims nothing after a run ended on a full disk: the
+run is given back uncounted, and relaunching it at once would only fail again."""
+
+RETRY_BROKEN_SCHEDULE = 300.0
+"""Seconds (monotonic) before a schedule that could not be read or stepped is tried
+again: it is reported once, not unpickled and logged at every pass."""
 
 
 @dataclass
@@ -93,6 +102,16 @@ class Worker:
         self._upcoming: dict[str, tuple[int, float, pendulum.DateTime | None]] = {}
         """Per flow: (version, cursor, next tick) when nothing was due at the last
         pass; still valid while the version and the cursor are the same."""
+        self.broken: dict[tuple[str, int], float] = {}
+        """Schedules (flow name, version) that failed, with when (monotonic) to try
+        them again; the others go on ticking meanwhile."""
+        self._leases: dict[str, tuple[tuple[str, float], float]] = {}
+        """Per run of another owner: its (lease token, lease end) as last seen, and
+        since when (this worker's monotonic clock) it has not changed."""
+        self.maintenance = WalMaintenance(store.path)
+        """The WAL checkpoint step, run every few seconds on a pass."""
+        self.disk_full_until: float | None = None
+        """While set and ahead (monotonic), a run ended on a full disk: claim nothing."""
 
     async def run_once(self) -> PassReport:
         """Do one pass: reap, heartbeat, recover, create due runs, claim and launch."""
@@ -112,8 +131,13 @@ class Worker:
             overdue_before=now - self.late_after.total_seconds(),
             grace=self.late_after.total_seconds(),
         )
-        launched = 0 if self.stopping else await self.claim_and_launch()
+        backing_off = self.disk_full_until is not None and (
+            monotonic() < self.disk_full_until
+        )
+        launched = 0 if self.stopping or backing_off else await self.claim_and_launch()
         await self.reap()
+        if self.maintenance.due:  # a checkpoint blocks: off the event loop
+            await anyio.to_thread.run_sync(self.maintenance.due_step)
         return PassReport(created, launched, self.settled - settled, recovered)
 
     # Steps -----------------------------------------------------------------------------
@@ -133,12 +157,21 @@ class Worker:
                     if following is not None:
                         upcoming.append(following)
                     continue
+            key = (flow.name, flow.version)
+            if key in self.broken and monotonic() < self.broken[key]:
+                continue
             try:
                 schedule = self._schedule(flow)
                 events, following = due_events(schedule, flow.cursor, now)
             except Exception:  # unpickling and filters run the user's code
-                logger.exception("schedule of flow %r cannot be read", flow.name)
+                logger.exception(
+                    "schedule of flow %r (version %d) cannot be read or stepped; its "
+                    "other flows go on, and it is tried again in %.0f s (register a "
+                    "fixed version)", flow.name, flow.version, RETRY_BROKEN_SCHEDULE,
+                )  # fmt: skip
+                self.broken[key] = monotonic() + RETRY_BROKEN_SCHEDULE
                 continue
+            self.broken.pop(key, None)
             if following is not None:
                 upcoming.append(following)
             if not events:
@@ -193,10 +226,27 @@ class Worker:
         ended = [c for c in self.claims.values() if c.handle.returncode is not None]
         for claim in ended:
             del self.claims[claim.run.id]
+            if claim.handle.returncode == EXIT_DISK_FULL:
+                await self._disk_full(claim)
+                continue
             reason = f"exit code {claim.handle.returncode}"
             await self.settle(claim.run.id, claim.token, reason)
         self.settled += len(ended)
         return len(ended)
+
+    async def _disk_full(self, claim: Claim) -> None:
+        """Give back a run that stopped on a full disk, uncounted (the flow is not at
+        fault, and three quick relaunches would mark it crashed), and back off."""
+        self.disk_full_until = monotonic() + DISK_FULL_BACKOFF
+        await self.store.release_claim(
+            claim.run.id, claim.token,
+            reason="the disk is full; it resumes once there is room",
+        )  # fmt: skip
+        logger.error(
+            "scheduled run %s stopped: the disk is full; it resumes once there is "
+            "room, and this worker claims nothing for %.0f s", claim.run.id,
+            DISK_FULL_BACKOFF,
+        )  # fmt: skip
 
     async def settle(self, run_id: str, token: str, reason: str) -> None:
         """Mark an ended run Finished if its flow run finished, else count a crash.
@@ -235,12 +285,15 @@ class Worker:
 
     async def recover(self) -> int:
         """Release the claims of owners that are provably dead or whose lease expired."""
-        recovered, now = 0, self.time.timestamp()
-        for run in await self.store.list_scheduled_runs(status="Running"):
+        recovered = 0
+        running = await self.store.list_scheduled_runs(status="Running")
+        watched = {run.id for run in running}
+        self._leases = {k: v for k, v in self._leases.items() if k in watched}
+        for run in running:
             if run.id in self.claims or run.lease_token is None:
                 continue
             alive = liveness(run.pid, run.pid_started)
-            expired = run.lease_expires_at is not None and run.lease_expires_at < now
+            expired = self._lease_expired(run)
             if alive is Liveness.DEAD:
                 reason = f"owner process {run.pid} of {run.claimed_by!r} died"
             elif expired and alive is Liveness.UNKNOWN:
@@ -250,6 +303,25 @@ class Worker:
             await self.settle(run.id, run.lease_token, reason)
             recovered += 1
         return recovered
+
+    def _lease_expired(self, run: ScheduledRunRecord) -> bool:
+        """Whether the owner of `run` has not renewed its lease for a whole lease
+        period, timed on this worker's monotonic clock.
+
+        The stored lease end is in the owner's wall-clock time: trusted as such, a
+        clock step (here or at the owner's) would expire a live lease or prolong a dead
+        one. So it serves only as a heartbeat counter: the lease has expired once its
+        (token, end) has stayed the same for `lease` seconds of this worker's watch.
+        A worker that starts watching a lease therefore waits a whole period before it
+        takes the run over, however long ago its owner's clock says the lease ended.
+        """
+        if run.lease_expires_at is None or run.lease_token is None:
+            return False
+        seen, now = (run.lease_token, run.lease_expires_at), self.time.monotonic()
+        known = self._leases.get(run.id)
+        if known is None or known[0] != seen:
+            self._leases[run.id] = known = (seen, now)
+        return now - known[1] >= self.lease.total_seconds()
 
     # Loops -----------------------------------------------------------------------------
     async def burst(self) -> None:

@@ -73,7 +73,12 @@ async def finished_runs(db: Path) -> int:
 
 @pytest.mark.parametrize(
     "seconds",
-    [10, pytest.param(60, marks=[pytest.mark.slow, pytest.mark.timeout(240)])],
+    # Both under `make test-slow`: tests/reliability/test_concurrency.py's D1 (four
+    # workers, the TUI and the CLI on one database, 60 s) covers this in `make test`.
+    [
+        pytest.param(10, marks=pytest.mark.slow),
+        pytest.param(60, marks=[pytest.mark.slow, pytest.mark.timeout(240)]),
+    ],
     ids=lambda s: f"{s}s",
 )
 async def test_the_tui_and_a_busy_worker_never_see_a_locked_database(

@@ -183,7 +183,9 @@ def soak(pool: Pool, rng: random.Random, until: float) -> float:
 @pytest.mark.parametrize(
     "duration",
     [
-        pytest.param(10, id="10s", marks=pytest.mark.timeout(120)),
+        # Both under `make test-slow`: tests/reliability/test_scheduler.py's C2 (four
+        # workers, kills, a 1 s and a 1-min schedule, 30 s) covers this in `make test`.
+        pytest.param(10, id="10s", marks=[pytest.mark.slow, pytest.mark.timeout(120)]),
         pytest.param(60, id="60s", marks=[pytest.mark.slow, pytest.mark.timeout(300)]),
     ],
 )

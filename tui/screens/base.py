@@ -23,6 +23,7 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from durable.store.browse import FilterError
+from durable.text import clean
 from tui.widgets import Cell, VimTable
 
 if TYPE_CHECKING:
@@ -38,8 +39,9 @@ COUNTS_WINDOW = 3_600.0
 
 
 def plain(value: object) -> Text:
-    """Text that is never read as markup."""
-    return Text("" if value is None else str(value))
+    """Text that is never read as markup, its control characters (escape sequences from
+    the database) shown as U+FFFD rather than sent to the terminal."""
+    return Text(clean(value))
 
 
 class Loaded(Message):

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from durable.store.browse import FlowHistory, HistoryRun, TaskCell
+from durable.text import clean
 from tui.render.dag import Node, render_dag
 from tui.render.grid import GridRun, grid_fits, history_grid
 from tui.render.palette import color_enabled, state_cell, style_of
@@ -228,12 +229,12 @@ class FlowDetailScreen(PollingScreen):
         self._show_graph(history)
         runs = self.query_one("#flow-runs", VimTable)
         runs.show([(r.run.id, run_cells(r.run, now)) for r in reversed(history.runs)])
-        runs.border_title = f"Runs of {history.name} · {len(history.runs)}"
+        runs.border_title = clean(f"Runs of {history.name} · {len(history.runs)}")
         self.query_one("#durations-table", VimTable).show(_durations(history, now))
 
     def _header(self, history: FlowHistory, now: float) -> Text:
-        header = Text(f"{history.name}@v{history.version} · ")
-        header.append(history.schedule or "no schedule")
+        header = plain(f"{history.name}@v{history.version} · ")
+        header.append(clean(history.schedule or "no schedule"))
         if history.paused:
             header.append(" ⏸ paused")
         if history.next_tick is not None:
@@ -328,13 +329,13 @@ class FlowDetailScreen(PollingScreen):
 
 def _describe(run: HistoryRun, slug: str | None, now: float) -> Text:
     """The line under the grid: the selected run, or its task run's state and error."""
-    line = Text(f"run {run.run.id} · started {clock(run.run.started_at)} · ")
+    line = plain(f"run {run.run.id} · started {clock(run.run.started_at)} · ")
     if slug is None:
         line.append_text(state_cell(run.run.state))
         line.append(f" · {duration(took(run.run.started_at, run.run.ended_at, now))}")
         return line
     cell: TaskCell | None = run.tasks.get(slug)
-    line.append(f"{slug} · ")
+    line.append(clean(f"{slug} · "))
     if cell is None:
         line.append("not in this run's flow version")
         return line
@@ -342,7 +343,7 @@ def _describe(run: HistoryRun, slug: str | None, now: float) -> Text:
     line.append(f" · attempts {cell.attempts} · "
                 f"{duration(took(cell.started_at, cell.ended_at, now))}")  # fmt: skip
     if cell.message:
-        line.append(f" · {cell.message}")
+        line.append(clean(f" · {cell.message}"))
     return line
 
 

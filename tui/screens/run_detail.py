@@ -17,6 +17,7 @@ from textual.widgets import (
 )
 
 from durable.store.browse import RunDetail
+from durable.text import clean
 from tui.render.dag import Node, neighbours, render_dag
 from tui.render.gantt import Span, gantt_bar, gantt_ruler
 from tui.render.palette import color_enabled, glyph, state_cell
@@ -94,24 +95,23 @@ class RunDetailScreen(PollingScreen):
             self._log_after = logs[-1].id
             self.query_one("#log", FollowLog).append([_log_line(line) for line in logs])
         if finished_now:
-            self.notify(f"run {detail.run.id} {glyph(detail.run.state)} {detail.run.state}",
-                        markup=False)  # fmt: skip
+            self.notify(clean(f"run {detail.run.id} {glyph(detail.run.state)} "
+                              f"{detail.run.state}"), markup=False)  # fmt: skip
 
     def show_detail(self, detail: RunDetail) -> None:
         now, run = self.durable.clock(), detail.run
         end = run.ended_at if run.ended_at is not None else now
-        header = Text()
-        header.append(f"run {run.id} · {run.flow_name} v{run.flow_version} · ")
+        header = plain(f"run {run.id} · {run.flow_name} v{run.flow_version} · ")
         header.append_text(state_cell(run.state))
         if run.started_at is not None:
             header.append(f" · started {clock(run.started_at)} "
                           f"({relative(run.started_at, now)}) · "
                           f"{duration(end - run.started_at)}")  # fmt: skip
         if run.trigger:
-            header.append(f" · {TRIGGERS.get(run.trigger, run.trigger)}")
+            header.append(clean(f" · {TRIGGERS.get(run.trigger, run.trigger)}"))
         failed = [t.slug for t in detail.tasks if t.state in ("Failed", "TimedOut")]
         if failed:
-            header.append(f"\n✗ {len(failed)} failed: {', '.join(failed)}")
+            header.append(clean(f"\n✗ {len(failed)} failed: {', '.join(failed)}"))
         self.query_one("#header", Static).update(header)
         starts = [t.started_at for t in detail.tasks if t.started_at is not None]
         window = (min(starts, default=run.started_at or now), end)
@@ -256,4 +256,5 @@ def _log_line(line: Any) -> str:
     level = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(
         line.level, str(line.level)
     )
-    return f"{clock(line.timestamp)} {where} {level} {line.message}"
+    # A Log widget writes its lines as they are: escape sequences must not reach it.
+    return clean(f"{clock(line.timestamp)} {where} {level} {line.message}")

@@ -16,6 +16,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Static
 
 from durable.store.browse import LogLine, StateEvent, TaskRunDetail
+from durable.text import clean as shown
 from tui.render.palette import clean, glyph, state_cell
 from tui.render.timefmt import clock, duration
 from tui.screens.base import PollingScreen, plain
@@ -137,7 +138,7 @@ class TaskRunScreen(PollingScreen):
     def show_detail(self, detail: TaskRunDetail) -> None:
         now, task = self.durable.clock(), detail.task
         name = task.slug if task.map_index < 0 else f"{task.slug}[{task.map_index}]"
-        header = Text(f"task {name} · run {detail.run.id} ({detail.run.flow_name}) · ")
+        header = plain(f"task {name} · run {detail.run.id} ({detail.run.flow_name}) · ")
         header.append_text(state_cell(task.state))
         header.append(f" · attempts {task.attempts}")
         if task.started_at is not None:
@@ -183,13 +184,13 @@ class TaskRunScreen(PollingScreen):
             text.append(f"attempt {index + 1}/{len(attempts)} · ")
             text.append_text(state_cell(attempt.state))
             if attempt.message:
-                text.append(f" · {attempt.message}")
+                text.append(shown(f" · {attempt.message}"))
             text.append("\n")
         if detail.task.message:
-            text.append(f"{glyph(detail.task.state)} {detail.task.message}\n")
+            text.append(shown(f"{glyph(detail.task.state)} {detail.task.message}\n"))
         up = ", ".join(detail.task.upstream) or "—"
         down = ", ".join(detail.downstream) or "—"
-        text.append(f"▲ upstream: {up}   ▼ downstream: {down}")
+        text.append(clean(f"▲ upstream: {up}   ▼ downstream: {down}"))
         self.query_one("#detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from durable.errors import DurableError
+from durable.errors import DurableError, SchemaTooNewError, StoreError
+from durable.store.connection import GuardedConnection, damage_advice, is_damage
 from durable.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 2_000
@@ -22,6 +23,17 @@ BUSY_TIMEOUT_MS = 2_000
 
 class ModelError(DurableError):
     """The database cannot be read: missing, not durable's, too new, or unreadable."""
+
+
+class NewerDatabaseError(ModelError, SchemaTooNewError):
+    """Written by a newer durable: refused as the CLI refuses it (exit 5)."""
+
+
+class DamagedDatabaseError(ModelError, StoreError):
+    """The file is damaged (or empty): the CLI exits 3, the TUI's header says so."""
+
+    def __init__(self, path: Path, problem: object) -> None:
+        super().__init__(f"Database {str(path)!r} is {problem}: {damage_advice(path)}")
 
 
 class ModelConnection:
@@ -82,11 +94,13 @@ class ModelConnection:
                 f"No database at {str(path)!r}; run a flow first, or pass --db"
             )
         if path.stat().st_size == 0:
-            raise ModelError(f"{str(path)!r} is empty, not a durable database")
+            raise DamagedDatabaseError(path, "empty (0 bytes), not a durable database")
         try:
+            # Guarded: a row over MAX_READ_LENGTH is refused, not loaded (G6).
             conn = sqlite3.connect(
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                factory=GuardedConnection,
             )  # fmt: skip
         except sqlite3.Error as exc:
             raise ModelError(f"Cannot open database {str(path)!r}: {exc}") from exc
@@ -100,8 +114,10 @@ class ModelConnection:
             app_id = self._fetch("PRAGMA application_id")[0][0]
             version = int(self._fetch("PRAGMA user_version")[0][0])
         except ModelError as exc:
-            if isinstance(exc.__cause__, sqlite3.OperationalError):
-                raise  # locked or unreachable: says so already
+            if isinstance(exc, DamagedDatabaseError) or isinstance(
+                exc.__cause__, sqlite3.OperationalError
+            ):
+                raise  # damaged, locked or unreachable: says so already
             raise ModelError(
                 f"{str(self.path)!r} is not a durable database ({exc.__cause__})"
             ) from exc.__cause__
@@ -111,9 +127,8 @@ class ModelConnection:
                 "DURABLE_DB at the file durable writes"
             )
         if version > SCHEMA_VERSION:
-            raise ModelError(
-                f"Database {str(self.path)!r} has schema version {version}, newer than "
-                f"this durable reads (up to {SCHEMA_VERSION}); upgrade durable"
+            raise NewerDatabaseError(
+                path=str(self.path), found=version, supported=SCHEMA_VERSION
             )
         return version
 
@@ -137,6 +152,9 @@ class ModelConnection:
         try:
             return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
+            if is_damage(exc):
+                problem = f"damaged or not a durable database ({exc})"
+                raise DamagedDatabaseError(self.path, problem) from exc
             raise ModelError(f"Cannot read database {str(self.path)!r}: {exc}") from exc
 
     @contextmanager
