@@ -362,7 +362,10 @@ def test_e1a_real_full_tmpfs_fails_cleanly_and_resume_finishes(
     run_id = run_id_of(db)
     assert proc.returncode == EXIT_DISK_FULL, proc.stderr[-3000:]
     assert "database or disk is full" in one_clean_error(proc)
-    assert 0 < task_states(db).get("Success", 0) < TASKS
+    # How many results fit before the disk filled depends on how many the writer had
+    # grouped into the failing commit (a commit of 3 MiB of results fails whole): any
+    # number short of all of them, none of them Success without its result.
+    assert task_states(db).get("Success", 0) < TASKS
     assert success_without_result(db) == 0
     assert integrity(db) == "ok"
 
